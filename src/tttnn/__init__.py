@@ -1,0 +1,1 @@
+"""tttnn: test-time training on nearest neighbours, as a library the Snakemake workflow calls."""

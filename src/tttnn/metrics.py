@@ -1,0 +1,108 @@
+"""Bits per byte exactly as lm-evaluation-harness ``loglikelihood_rolling`` scores a document.
+
+The document is tokenized once, cut into disjoint windows of at most ``max_length`` tokens; the first
+window is predicted from a single prefix token, each later one with the preceding tokens as context, so
+every token is scored exactly once. Task values are ratios of sums over documents, never means.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# The Pile's sampling weights (epochs x size share, in percent), by task slug.
+PILE_WEIGHTS: dict[str, float] = {
+    "pile-cc": 18.11, "pubmed-central": 14.40, "books3": 12.07, "owt2": 10.01, "arxiv": 8.96,
+    "github": 7.59, "freelaw": 6.12, "stackexchange": 5.13, "uspto": 3.65, "pubmed-abstracts": 3.07,
+    "gutenberg": 2.17, "opensubtitles": 1.55, "wikipedia": 1.53, "dm-math": 1.24, "ubuntu-irc": 0.88,
+    "bookcorpus2": 0.75, "europarl": 0.73, "hackernews": 0.62, "youtubesubs": 0.60, "philpapers": 0.38,
+    "nih": 0.30, "enron": 0.14,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input: ``input_ids`` whose last ``len(targets)`` positions predict ``targets``."""
+
+    input_ids: list[int]
+    targets: list[int]
+
+
+def rolling_windows(tokens: Sequence[int], prefix_token: int, max_length: int) -> Iterator[Window]:
+    """Yield lm-eval's disjoint rolling windows (context length 1) over ``tokens``."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    n = len(tokens)
+    if n == 0:
+        return
+    first = min(max_length, n)
+    yield Window([prefix_token, *tokens[: first - 1]], list(tokens[:first]))
+    done = first
+    while done < n:
+        m = min(n - done, max_length)
+        end = done + m
+        yield Window(list(tokens[end - max_length - 1 : end - 1]), list(tokens[end - m : end]))
+        done = end
+
+
+def count_words(text: str) -> int:
+    """Words as the harness counts them for word perplexity."""
+    return len(re.split(r"\s+", text))
+
+
+def count_bytes(text: str) -> int:
+    """UTF-8 bytes, the denominator of bits per byte."""
+    return len(text.encode("utf-8"))
+
+
+@torch.no_grad()
+def windows_loglik(model: torch.nn.Module, windows: Sequence[Window], batch_size: int = 8) -> float:
+    """Sum of target log-probabilities over ``windows``; equal-length windows share a forward pass."""
+    device = next(model.parameters()).device
+    by_len: dict[int, list[Window]] = {}
+    for w in windows:
+        by_len.setdefault(len(w.input_ids), []).append(w)
+    total = 0.0
+    for group in by_len.values():
+        for i in range(0, len(group), batch_size):
+            batch = group[i : i + batch_size]
+            ids = torch.tensor([w.input_ids for w in batch], device=device)
+            logits = model(input_ids=ids).logits
+            for row, w in enumerate(batch):
+                m = len(w.targets)
+                logp = F.log_softmax(logits[row, -m:, :].float(), dim=-1)
+                tgt = torch.tensor(w.targets, device=device)
+                total += float(logp.gather(1, tgt[:, None]).sum().double())
+    return total
+
+
+def document_loglik(
+    model: torch.nn.Module, tokens: Sequence[int], prefix_token: int, max_length: int, batch_size: int = 8
+) -> float:
+    """Rolling log-likelihood (natural log) of one tokenized document; the model must be in eval mode."""
+    return windows_loglik(model, list(rolling_windows(tokens, prefix_token, max_length)), batch_size)
+
+
+def aggregate(logliks: Iterable[float], n_bytes: Iterable[int], n_words: Iterable[int]) -> dict[str, float]:
+    """Task-level metrics as ratios of sums over documents."""
+    ll, nb, nw = sum(logliks), sum(n_bytes), sum(n_words)
+    if nb <= 0:
+        raise ValueError("cannot aggregate documents with zero bytes in total")
+    bpb = -ll / (nb * math.log(2))
+    nll_word = -ll / max(nw, 1)
+    word_ppl = math.exp(nll_word) if nll_word < 700 else math.inf
+    return {"bits_per_byte": bpb, "byte_perplexity": 2.0**bpb, "word_perplexity": word_ppl}
+
+
+def pile_weighted(values: Mapping[str, float], weights: Mapping[str, float] = PILE_WEIGHTS) -> float:
+    """Weighted mean of per-task values by the Pile's sampling weights, renormalised over the tasks given."""
+    known = {t: v for t, v in values.items() if t in weights}
+    if not known:
+        raise ValueError(f"none of the tasks {sorted(values)} has a Pile weight")
+    total = sum(weights[t] for t in known)
+    return sum(weights[t] * v for t, v in known.items()) / total

@@ -1,0 +1,234 @@
+"""The TTT-NN loop: per test document, reset to the pretrained weights, then one optimizer step per
+neighbour window, evaluating the document's rolling bits per byte at the configured checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from . import jsonl
+from .metrics import count_bytes, count_words, document_loglik, rolling_windows
+from .models import prefix_token_id, tokenize
+
+log = logging.getLogger(__name__)
+
+
+class TTTConfig(BaseModel):
+    """Hyper-parameters of test-time training; the defaults are the paper's (gpt2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(2e-5, ge=0)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = Field(1.0, gt=0)
+    max_length: int = Field(1024, ge=2)
+    k: int = Field(20, ge=0)
+    max_windows_per_neighbor: int | None = Field(None, ge=1)
+    eval_at: list[int] | None = None
+    reset_optimizer: bool = True
+    seed: int = 0
+    eval_batch_size: int = Field(4, ge=1)
+    prefix_token: str | None = None
+
+    def checkpoints(self) -> list[int]:
+        """Neighbour counts after which the document is evaluated (0 = before any training)."""
+        pts = range(self.k + 1) if self.eval_at is None else self.eval_at
+        return sorted({0, *(n for n in pts if n <= self.k)})
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One retrieved training text, in distance order."""
+
+    chunk_id: str
+    text: str
+    distance: float = float("nan")
+
+
+def document_seed(seed: int, doc_id: str) -> int:
+    """A per-document seed, so results do not depend on which documents ran before (resume-safe)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TTTRunner:
+    """Holds a model, its pristine weights and the optimizer; runs TTT on one document at a time."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, cfg: TTTConfig) -> None:
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.device = next(model.parameters()).device
+        self.prefix = prefix_token_id(tokenizer, cfg.prefix_token)
+        self.pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def restore_weights(self) -> None:
+        """Copy the pristine weights back in place (no reload from disk)."""
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(self.pristine[k])
+
+    def reset(self) -> None:
+        """Pristine weights; a fresh optimizer unless ``reset_optimizer`` is off (the authors' code)."""
+        self.restore_weights()
+        if self.optimizer is None or self.cfg.reset_optimizer:
+            self.optimizer = torch.optim.AdamW(
+                self.params, lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps,
+                weight_decay=self.cfg.weight_decay,
+            )  # fmt: skip
+
+    def evaluate(self, tokens: Sequence[int]) -> float:
+        """Rolling log-likelihood of the document under the current weights (eval mode)."""
+        self.model.eval()
+        return document_loglik(self.model, tokens, self.prefix, self.cfg.max_length, self.cfg.eval_batch_size)
+
+    def train_windows(self, text: str) -> list[list[int]]:
+        """The neighbour's token windows (disjoint, ``max_length`` each, capped in number)."""
+        ids = tokenize(self.tokenizer, text)
+        L = self.cfg.max_length
+        wins = [ids[i : i + L] for i in range(0, len(ids), L)]
+        wins = [w for w in wins if len(w) >= 2]
+        cap = self.cfg.max_windows_per_neighbor
+        return wins[:cap] if cap else wins
+
+    def train_step(self, window: list[int]) -> tuple[float, float, bool]:
+        """One optimizer step on one window; returns (loss, grad norm, applied). Non-finite: skipped."""
+        assert self.optimizer is not None
+        self.model.train()
+        ids = torch.tensor([window], device=self.device)
+        loss = self.model(input_ids=ids, labels=ids).loss
+        if not torch.isfinite(loss):
+            log.warning("non-finite training loss %s: step skipped", float(loss))
+            self.optimizer.zero_grad(set_to_none=True)
+            return float(loss), float("nan"), False
+        loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        if not torch.isfinite(gnorm):
+            log.warning("non-finite gradient norm: step skipped")
+            self.optimizer.zero_grad(set_to_none=True)
+            return float(loss.detach()), float(gnorm), False
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach()), float(gnorm), True
+
+    def run_document(self, doc_id: str, text: str, neighbors: Sequence[Neighbor]) -> dict[str, Any]:
+        """TTT on one document; returns its result record (log-likelihoods at every checkpoint)."""
+        cfg, dev = self.cfg, self.device
+        torch.manual_seed(document_seed(cfg.seed, doc_id))
+        tokens = tokenize(self.tokenizer, text)
+        if not tokens:
+            raise ValueError(f"document {doc_id} has no tokens")
+        _sync(dev)
+        t0 = time.perf_counter()
+        self.reset()
+        _sync(dev)
+        rec: dict[str, Any] = {
+            "doc_id": doc_id, "n_bytes": count_bytes(text), "n_words": count_words(text),
+            "n_tokens": len(tokens), "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
+            "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
+            "distances": [n.distance for n in neighbors[: cfg.k]],
+            "checkpoints": [], "loglik": [], "train_loss": [], "grad_norm": [], "skipped_steps": 0,
+            "train_tokens": [], "seconds": {"reset": time.perf_counter() - t0, "train": [], "eval": []},
+        }  # fmt: skip
+        checkpoints = cfg.checkpoints()
+
+        def checkpoint(n: int) -> None:
+            t = time.perf_counter()
+            ll = self.evaluate(tokens)
+            _sync(dev)
+            rec["checkpoints"].append(n)
+            rec["loglik"].append(ll)
+            rec["seconds"]["eval"].append(time.perf_counter() - t)
+
+        checkpoint(0)
+        for n, nb in enumerate(neighbors[: cfg.k], start=1):
+            losses, norms, t = [], [], time.perf_counter()
+            wins = self.train_windows(nb.text)
+            for w in wins:
+                loss, gn, ok = self.train_step(w)
+                losses.append(loss)
+                norms.append(gn)
+                rec["skipped_steps"] += 0 if ok else 1
+            _sync(dev)
+            rec["seconds"]["train"].append(time.perf_counter() - t)
+            rec["train_loss"].append(losses)
+            rec["grad_norm"].append(norms)
+            rec["train_tokens"].append(sum(len(w) for w in wins))
+            if n in checkpoints:
+                checkpoint(n)
+        # json cannot hold NaN portably: write null
+        rec["train_loss"] = [[x if math.isfinite(x) else None for x in r] for r in rec["train_loss"]]
+        rec["grad_norm"] = [[x if math.isfinite(x) else None for x in r] for r in rec["grad_norm"]]
+        rec["distances"] = [d if math.isfinite(d) else None for d in rec["distances"]]
+        return rec
+
+
+@dataclass
+class Document:
+    """A test document to run: its id, the text evaluated, its neighbours, extra fields to record."""
+
+    doc_id: str
+    text: str
+    neighbors: list[Neighbor]
+    extra: dict[str, Any]
+
+
+def run_task(
+    runner: TTTRunner,
+    documents: Iterable[Document],
+    out_path: str | os.PathLike,
+    partial_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    on_document: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run TTT on every document, appending one JSONL line each to ``partial_path`` as it finishes.
+
+    Documents already in the partial file are skipped (resume); when all are done, the partial file is
+    renamed to ``out_path``, so an existing ``out_path`` is always complete.
+    """
+    docs = list(documents)
+    ids = [d.doc_id for d in docs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate document ids in the task's test set")
+    partial = Path(partial_path) if partial_path else Path(f"{out_path}.partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    done = {r["doc_id"]: r for r in jsonl.read_records(partial, repair=True)}
+    unknown = set(done) - set(ids)
+    if unknown:
+        raise ValueError(f"{partial} holds documents not in this task ({sorted(unknown)[:3]}...): delete it")
+    todo = [d for d in docs if d.doc_id not in done]
+    if done:
+        log.info("resuming: %d of %d documents already done in %s", len(done), len(docs), partial)
+    try:
+        for d in tqdm(todo, desc=f"TTT {Path(out_path).stem}", disable=not progress):
+            rec = runner.run_document(d.doc_id, d.text, d.neighbors)
+            rec.update(d.extra)
+            jsonl.append_record(partial, rec)
+            done[d.doc_id] = rec
+            if on_document:
+                on_document(rec)
+    finally:
+        runner.restore_weights()  # never hand back a model trained on the last document
+    missing = [i for i in ids if i not in done]
+    if missing:  # cannot happen unless the file was edited concurrently; never drop silently
+        raise RuntimeError(f"documents without results: {missing}")
+    os.replace(partial, out_path)
+    return [done[i] for i in ids]
