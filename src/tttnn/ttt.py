@@ -143,7 +143,7 @@ class TTTRunner:
         rec: dict[str, Any] = {
             "doc_id": doc_id, "n_bytes": count_bytes(text), "n_words": count_words(text),
             "n_tokens": len(tokens), "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
-            "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
+            "n_neighbors": min(len(neighbors), cfg.k), "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
             "distances": [n.distance for n in neighbors[: cfg.k]],
             "checkpoints": [], "loglik": [], "train_loss": [], "grad_norm": [], "skipped_steps": 0,
             "train_tokens": [], "seconds": {"reset": time.perf_counter() - t0, "train": [], "eval": []},
@@ -159,21 +159,26 @@ class TTTRunner:
             rec["seconds"]["eval"].append(time.perf_counter() - t)
 
         checkpoint(0)
-        for n, nb in enumerate(neighbors[: cfg.k], start=1):
-            losses, norms, t = [], [], time.perf_counter()
-            wins = self.train_windows(nb.text)
-            for w in wins:
-                loss, gn, ok = self.train_step(w)
-                losses.append(loss)
-                norms.append(gn)
-                rec["skipped_steps"] += 0 if ok else 1
-            _sync(dev)
-            rec["seconds"]["train"].append(time.perf_counter() - t)
-            rec["train_loss"].append(losses)
-            rec["grad_norm"].append(norms)
-            rec["train_tokens"].append(sum(len(w) for w in wins))
-            if n in checkpoints:
-                checkpoint(n)
+        for n in range(1, cfg.k + 1):
+            if n <= len(neighbors):
+                losses, norms, t = [], [], time.perf_counter()
+                wins = self.train_windows(neighbors[n - 1].text)
+                for w in wins:
+                    loss, gn, ok = self.train_step(w)
+                    losses.append(loss)
+                    norms.append(gn)
+                    rec["skipped_steps"] += 0 if ok else 1
+                _sync(dev)
+                rec["seconds"]["train"].append(time.perf_counter() - t)
+                rec["train_loss"].append(losses)
+                rec["grad_norm"].append(norms)
+                rec["train_tokens"].append(sum(len(w) for w in wins))
+                if n in checkpoints:
+                    checkpoint(n)
+            elif n in checkpoints:  # fewer neighbours than k: the model no longer changes
+                rec["checkpoints"].append(n)
+                rec["loglik"].append(rec["loglik"][-1])
+                rec["seconds"]["eval"].append(0.0)
         # json cannot hold NaN portably: write null
         rec["train_loss"] = [[x if math.isfinite(x) else None for x in r] for r in rec["train_loss"]]
         rec["grad_norm"] = [[x if math.isfinite(x) else None for x in r] for r in rec["grad_norm"]]

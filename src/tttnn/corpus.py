@@ -1,0 +1,133 @@
+"""Corpus sources written as parquet shards: the Pile (hub or local files) and the offline mini-Pile.
+
+Contract: ``train/{shard}.parquet`` and ``test/{task}.parquet`` with columns ``doc_id, task, text``.
+Later steps read only these files, never the source again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .io import write_parquet
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["doc_id", "task", "text"]
+
+PILE_SET_SLUGS: dict[str, str] = {
+    "Pile-CC": "pile-cc", "PubMed Central": "pubmed-central", "Books3": "books3", "OpenWebText2": "owt2",
+    "ArXiv": "arxiv", "Github": "github", "FreeLaw": "freelaw", "StackExchange": "stackexchange",
+    "USPTO Backgrounds": "uspto", "PubMed Abstracts": "pubmed-abstracts", "Gutenberg (PG-19)": "gutenberg",
+    "OpenSubtitles": "opensubtitles", "Wikipedia (en)": "wikipedia", "DM Mathematics": "dm-math",
+    "Ubuntu IRC": "ubuntu-irc", "BookCorpus2": "bookcorpus2", "EuroParl": "europarl",
+    "HackerNews": "hackernews", "YoutubeSubtitles": "youtubesubs", "PhilPapers": "philpapers",
+    "NIH ExPorter": "nih", "Enron Emails": "enron",
+}  # fmt: skip
+PILE_TASKS = sorted(PILE_SET_SLUGS.values())
+
+
+def shard_names(n_shards: int) -> list[str]:
+    """Names of the index shards: ``000``, ``001``, ..."""
+    return [f"{i:03d}" for i in range(n_shards)]
+
+
+def pile_slug(set_name: str) -> str:
+    """The task slug of a Pile set name (``"USPTO Backgrounds"`` -> ``uspto``)."""
+    if set_name in PILE_SET_SLUGS:
+        return PILE_SET_SLUGS[set_name]
+    slug = re.sub(r"[^a-z0-9]+", "-", set_name.lower()).strip("-")
+    if slug in PILE_TASKS:
+        return slug
+    raise ValueError(f"unknown Pile set name {set_name!r}")
+
+
+def _stable_hash(s: str) -> int:
+    return int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little")
+
+
+def write_shards(train: pd.DataFrame, test: pd.DataFrame, out_train: Sequence[str], out_test: dict[str, str]) -> None:
+    """Write train documents round-robin over ``out_train`` shards, test documents one file per task."""
+    train = train.reset_index(drop=True)
+    n = len(out_train)
+    for i, path in enumerate(out_train):
+        write_parquet(train.iloc[i::n][COLUMNS], path)
+    for task, path in out_test.items():
+        write_parquet(test[test["task"] == task][COLUMNS].reset_index(drop=True), path)
+
+
+# --------------------------------------------------------------------------------------------- Pile
+
+
+class _Reservoir:
+    """Uniform sample of ``k`` items from a stream with bounded memory (Algorithm R), kept in stream order."""
+
+    def __init__(self, k: int, rng: random.Random) -> None:
+        self.k, self.rng, self.seen, self.items = k, rng, 0, []
+
+    def add(self, item: dict) -> None:
+        if self.seen < self.k:
+            self.items.append((self.seen, item))
+        else:
+            j = self.rng.randint(0, self.seen)
+            if j < self.k:
+                self.items[j] = (self.seen, item)
+        self.seen += 1
+
+    def sample(self) -> list[dict]:
+        return [it for _, it in sorted(self.items, key=lambda x: x[0])]
+
+
+def _pile_records(source: str | Sequence[str], split: str) -> Iterator[dict]:
+    """Stream ``{text, task}`` from a hub id or local Pile-format ``.jsonl``/``.jsonl.zst`` files."""
+    import datasets
+
+    files = [source] if isinstance(source, str) else list(source)
+    local = [f for f in files if Path(f).exists()]
+    if local and len(local) != len(files):
+        raise FileNotFoundError(f"Pile files not found: {sorted(set(files) - set(local))}")
+    if local:
+        ds = datasets.load_dataset("json", data_files=local, split="train", streaming=True)
+    elif len(files) == 1 and re.fullmatch(r"[\w.-]+/[\w.-]+", files[0]):
+        ds = datasets.load_dataset(files[0], split=split, streaming=True)
+    else:
+        raise FileNotFoundError(f"Pile source {files} is neither local files nor a hub id")
+    for i, row in enumerate(ds):
+        meta = row.get("meta") or {}
+        name = meta.get("pile_set_name") if isinstance(meta, dict) else None
+        if name is None or "text" not in row:
+            raise ValueError(f"{files}: record {i} lacks text or meta.pile_set_name")
+        yield {"task": pile_slug(name), "text": row["text"], "index": i}
+
+
+def build_pile(
+    train_source: str | Sequence[str],
+    test_source: str | Sequence[str],
+    tasks: Sequence[str],
+    n_test_docs: int,
+    max_train_docs: int | None,
+    seed: int = 1216,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task."""
+    train_rows = []
+    for r in _pile_records(train_source, "train"):
+        if max_train_docs is not None and len(train_rows) >= max_train_docs:
+            break
+        train_rows.append({"doc_id": f"train-{r['index']}", "task": r["task"], "text": r["text"]})
+    pools = {t: _Reservoir(n_test_docs, random.Random(f"{seed}:{t}")) for t in tasks}
+    for r in _pile_records(test_source, "test"):
+        if r["task"] in pools:
+            pools[r["task"]].add(r)
+    test_rows = []
+    for task, pool in pools.items():
+        if not pool.seen:
+            raise ValueError(f"no test documents of task {task!r} in {test_source}")
+        for r in pool.sample():
+            test_rows.append({"doc_id": f"{task}-{r['index']}", "task": task, "text": r["text"]})
+    return pd.DataFrame(train_rows, columns=COLUMNS), pd.DataFrame(test_rows, columns=COLUMNS)

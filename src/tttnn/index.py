@@ -1,0 +1,62 @@
+"""faiss indexes per shard: build from a factory string, save, search, and merge per-shard top-k."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def build_index(vectors: np.ndarray, factory: str = "Flat", train_size: int | None = 100_000,
+                seed: int = 0) -> faiss.Index:  # fmt: skip
+    """An L2 index made by ``faiss.index_factory``; trained (IVF, PQ) on a seeded sample of the vectors."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"cannot index an array of shape {x.shape}")
+    index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_L2)
+    if not index.is_trained:
+        n = len(x) if train_size is None else min(len(x), train_size)
+        sample = x[np.random.default_rng(seed).choice(len(x), n, replace=False)] if n < len(x) else x
+        log.info("training %s on %d vectors", factory, len(sample))
+        index.train(sample)
+    index.add(x)
+    return index
+
+
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    """Set ``nprobe`` on IVF indexes (no-op for flat ones)."""
+    try:
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    except RuntimeError:
+        pass
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Squared-L2 distances and row ids of the ``k`` nearest rows (-1 where fewer exist)."""
+    set_nprobe(index, nprobe)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    return index.search(q, min(k, index.ntotal))
+
+
+def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-shard ``(D, I)`` results into a global top-``k``: (distances, shard numbers, row ids).
+
+    Ties are broken by shard number then row id, so the result is independent of search order.
+    """
+    n = parts[0][0].shape[0]
+    D = np.concatenate([d for d, _ in parts], axis=1)
+    I = np.concatenate([i for _, i in parts], axis=1)
+    S = np.concatenate([np.full_like(i, s) for s, (_, i) in enumerate(parts)], axis=1)
+    D = np.where(I < 0, np.inf, D)
+    order = np.lexsort((I, S, D), axis=1)[:, :k]
+    take = np.take_along_axis
+    return take(D, order, 1), take(S, order, 1), take(I, order, 1)
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
+    """Mean fraction of the exact top-k found by the approximate search."""
+    hits = [len(set(a[a >= 0]) & set(e[e >= 0])) / max((e >= 0).sum(), 1) for a, e in zip(approx_ids, exact_ids)]
+    return float(np.mean(hits))

@@ -1,0 +1,112 @@
+"""Retrieval: planted neighbours, sharded map-reduce equals one index, IVF-PQ recall, filters, chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tttnn.chunk import chunk_documents, split_query
+from tttnn.index import build_index, merge_topk, recall_at_k, search
+from tttnn.retrieve import merge_neighbors, queries_without, search_shard
+
+
+def _chunks(n, shard, rng, dim=16):
+    vec = rng.normal(size=(n, dim)).astype(np.float32)
+    df = pd.DataFrame({
+        "chunk_id": [f"s{shard}-c{i}" for i in range(n)], "doc_id": [f"s{shard}-d{i}" for i in range(n)],
+        "task": "t", "text": [f"text {shard} {i}" for i in range(n)], "n_tokens": 3,
+    })  # fmt: skip
+    return df, vec
+
+
+def test_planted_neighbor_found_after_merge_and_sharding_is_exact():
+    rng = np.random.default_rng(0)
+    shards = [_chunks(300, s, rng) for s in range(3)]
+    queries = rng.normal(size=(5, 16)).astype(np.float32)
+    # plant a near-duplicate of query 2 in shard 1, row 17
+    shards[1][1][17] = queries[2] + 1e-3
+    qids, qtexts = [f"q{i}" for i in range(5)], [f"query {i}" for i in range(5)]
+    parts = [
+        search_shard(build_index(v), c, queries, qids, qtexts, k=10, shard=f"{s:03d}")
+        for s, (c, v) in enumerate(shards)
+    ]
+    merged = merge_neighbors(parts, qids, k=10)
+    top = merged[(merged.query_id == "q2") & (merged["rank"] == 0)].iloc[0]
+    assert top.chunk_id == "s1-c17" and top.distance < 1e-4
+    # sharded map-reduce equals one flat index over everything
+    all_vec = np.concatenate([v for _, v in shards])
+    all_ids = np.concatenate([c.chunk_id.to_numpy() for c, _ in shards])
+    D, I = search(build_index(all_vec), queries, 10)
+    for qi, q in enumerate(qids):
+        got = merged[merged.query_id == q].sort_values("rank")
+        assert got.chunk_id.tolist() == all_ids[I[qi]].tolist()
+        np.testing.assert_allclose(got.distance.to_numpy(), D[qi], rtol=1e-5)
+    assert list(merged.query_id.unique()) == qids
+
+
+def test_merge_topk_matches_global_search():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 8)).astype(np.float32)
+    q = rng.normal(size=(4, 8)).astype(np.float32)
+    parts = [search(build_index(x[i : i + 100]), q, 7) for i in range(0, 500, 100)]
+    D, S, I = merge_topk(parts, 7)
+    Dg, Ig = search(build_index(x), q, 7)
+    np.testing.assert_array_equal(S * 100 + I, Ig)
+    np.testing.assert_allclose(D, Dg, rtol=1e-5)
+
+
+def test_ivfpq_recall_against_flat():
+    rng = np.random.default_rng(2)
+    centers = rng.normal(size=(50, 32)).astype(np.float32) * 4
+    x = (centers[rng.integers(0, 50, 20000)] + rng.normal(size=(20000, 32))).astype(np.float32)
+    q = (centers[rng.integers(0, 50, 200)] + rng.normal(size=(200, 32))).astype(np.float32)
+    _, exact = search(build_index(x, "Flat"), q, 20)
+    _, ivf_flat = search(build_index(x, "IVF64,Flat"), q, 20, nprobe=64)
+    assert recall_at_k(ivf_flat, exact) == pytest.approx(1.0)  # probing every list is exact
+    _, approx = search(build_index(x, "IVF64,PQ8"), q, 20, nprobe=8)
+    r = recall_at_k(approx, exact)
+    assert 0.05 < r < 1.0  # 8-byte codes lose information but find much of the true top-20
+    _, approx16 = search(build_index(x, "IVF64,PQ16"), q, 20, nprobe=8)
+    assert recall_at_k(approx16, exact) > r  # more bytes per vector, better recall
+
+
+def test_filters_drop_exact_copies_and_far_neighbors():
+    rng = np.random.default_rng(3)
+    chunks, vec = _chunks(50, 0, rng)
+    q = vec[[4]].copy()
+    chunks.loc[4, "text"] = "the query document"
+    out = search_shard(build_index(vec), chunks, q, ["q"], ["the query document"], k=5, shard="000")
+    assert "s0-c4" not in out.chunk_id.tolist() and len(out) == 5
+    kept = search_shard(build_index(vec), chunks, q, ["q"], ["the query document"], k=5, shard="000",
+                        drop_exact=False)  # fmt: skip
+    assert kept.chunk_id.iloc[0] == "s0-c4"
+    far = search_shard(build_index(vec), chunks, q, ["q"], ["x"], k=5, shard="000", max_distance=1e-6)
+    assert far.chunk_id.tolist() == ["s0-c4"]
+    none = search_shard(build_index(vec), chunks, q + 100, ["q"], ["x"], k=5, shard="000", max_distance=1.0)
+    merged = merge_neighbors([none], ["q"], 5)
+    assert queries_without(merged, ["q"]) == ["q"]
+
+
+def test_window_chunks_are_exact_substrings(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "def add(a, b):\n    return a + b\n" * 20
+    docs = pd.DataFrame({"doc_id": ["d"], "task": ["github"], "text": [text]})
+    ch = chunk_documents(docs, "window", tok, size=16, stride=8)
+    assert len(ch) > 5 and all(t in text for t in ch.text)
+    assert ch.n_tokens.max() == 16
+    assert ch.text.iloc[0] == text[: len(ch.text.iloc[0])]
+    assert text.rstrip().endswith(ch.text.iloc[-1].rstrip())
+    whole = chunk_documents(docs, "document")
+    assert whole.text.tolist() == [text] and whole.chunk_id.tolist() == ["d#0"]
+
+
+def test_split_query():
+    text = " ".join(f"w{i}" for i in range(10))
+    q, e = split_query(text, "split", max_tokens=3)
+    assert q.split() == ["w0", "w1", "w2"] and e.split()[0] == "w3" and q + e == text
+    q, e = split_query(text, "split", max_tokens=100)
+    assert len(q.split()) == 5
+    assert split_query(text, "full") == (text, text)
