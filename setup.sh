@@ -16,7 +16,6 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-pip install --upgrade pip
 pip install "$TORCH"
 pip install -r requirements.txt
 pip install --no-deps $NODEPS

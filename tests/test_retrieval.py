@@ -59,15 +59,15 @@ def test_merge_topk_matches_global_search():
 def test_ivfpq_recall_against_flat():
     rng = np.random.default_rng(2)
     centers = rng.normal(size=(50, 32)).astype(np.float32) * 4
-    x = (centers[rng.integers(0, 50, 20000)] + rng.normal(size=(20000, 32))).astype(np.float32)
+    x = (centers[rng.integers(0, 50, 6000)] + rng.normal(size=(6000, 32))).astype(np.float32)
     q = (centers[rng.integers(0, 50, 200)] + rng.normal(size=(200, 32))).astype(np.float32)
     _, exact = search(build_index(x, "Flat"), q, 20)
-    _, ivf_flat = search(build_index(x, "IVF64,Flat"), q, 20, nprobe=64)
+    _, ivf_flat = search(build_index(x, "IVF32,Flat"), q, 20, nprobe=32)
     assert recall_at_k(ivf_flat, exact) == pytest.approx(1.0)  # probing every list is exact
-    _, approx = search(build_index(x, "IVF64,PQ8"), q, 20, nprobe=8)
+    _, approx = search(build_index(x, "IVF32,PQ8"), q, 20, nprobe=8)
     r = recall_at_k(approx, exact)
     assert 0.05 < r < 1.0  # 8-byte codes lose information but find much of the true top-20
-    _, approx16 = search(build_index(x, "IVF64,PQ16"), q, 20, nprobe=8)
+    _, approx16 = search(build_index(x, "IVF32,PQ16"), q, 20, nprobe=8)
     assert recall_at_k(approx16, exact) > r  # more bytes per vector, better recall
 
 

@@ -66,5 +66,5 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self.kind == "sentence-transformers":
-            return int(self.st.get_sentence_embedding_dimension())
+            return int(self.st.get_embedding_dimension())
         return int(self.model.config.hidden_size)

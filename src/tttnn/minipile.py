@@ -78,15 +78,15 @@ def github_sources() -> list[tuple[str, Loader]]:
     )
 
 
-def freelaw_sources() -> list[tuple[str, Loader]]:
-    """Licence and copyright files (Debian's and those of installed Python distributions)."""
+def freelaw_sources(debian_docs: bool = False) -> list[tuple[str, Loader]]:
+    """Licence and copyright files: Debian's common licences, those of installed Python distributions,
+    and with ``debian_docs`` every installed Debian package's copyright file."""
     site = _roots()["site"]
     pats = ["*.dist-info/**/LICEN[CS]E*", "*.dist-info/**/COPYING*", "*.dist-info/**/NOTICE*"]
-    return (
-        _file_items("debian/common-licenses", Path("/usr/share/common-licenses"), ["*"])
-        + _file_items("debian/doc", Path("/usr/share/doc"), ["*/copyright"])
-        + _file_items("site", site, pats)
-    )
+    items = _file_items("debian/common-licenses", Path("/usr/share/common-licenses"), ["*"])
+    if debian_docs:
+        items += _file_items("debian/doc", Path("/usr/share/doc"), ["*/copyright"])
+    return items + _file_items("site", site, pats)
 
 
 def _metadata_body(p: Path) -> str | None:
@@ -95,11 +95,12 @@ def _metadata_body(p: Path) -> str | None:
     return body if isinstance(body, str) else None
 
 
-def stackexchange_sources() -> list[tuple[str, Loader]]:
-    """Technical prose: long descriptions of installed distributions, Debian README files."""
+def stackexchange_sources(debian_docs: bool = False) -> list[tuple[str, Loader]]:
+    """Technical prose: long descriptions (READMEs) of installed distributions, and with
+    ``debian_docs`` the README files of installed Debian packages."""
     site = _roots()["site"]
     meta = [(f"site/{p.relative_to(site)}", lambda p=p: _metadata_body(p)) for p in _files(site, ["*.dist-info/METADATA"])]
-    return meta + _file_items("debian/doc", Path("/usr/share/doc"), ["*/README*"])
+    return meta + (_file_items("debian/doc", Path("/usr/share/doc"), ["*/README*"]) if debian_docs else [])
 
 
 def _load_math_modules():
@@ -184,15 +185,21 @@ def build_minipile(
     test_max_chars: int = 2000,
     math_problems_per_doc: int = 30,
     seed: int = 1216,
+    debian_docs: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and test documents of the mini-Pile (``doc_id, task, text``), deterministic in ``seed``."""
+    """Train and test documents of the mini-Pile (``doc_id, task, text``), deterministic in ``seed``.
+
+    By default only files that ``./setup.sh`` pins (Python's standard library, the pinned packages,
+    Debian's common licences) are read, so every machine builds the same corpus; ``debian_docs`` adds
+    the docs of whatever Debian packages happen to be installed.
+    """
     unknown = set(tasks) - set(MINIPILE_TASKS)
     if unknown:
         raise ValueError(f"corpus.tasks: {sorted(unknown)} not in the minipile's tasks {MINIPILE_TASKS}")
     sources: dict[str, Callable[[], list[tuple[str, Loader]]]] = {
         "github": github_sources,
-        "freelaw": freelaw_sources,
-        "stackexchange": stackexchange_sources,
+        "freelaw": lambda: freelaw_sources(debian_docs),
+        "stackexchange": lambda: stackexchange_sources(debian_docs),
         "dm-math": lambda: math_sources(max_train_docs + n_test_docs, math_problems_per_doc, seed),
     }
     want = max_train_docs + n_test_docs

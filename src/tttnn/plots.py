@@ -1,0 +1,133 @@
+"""The paper's figures from the summary tables (seaborn), each saved as PDF and PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .summarize import PILE_ROW  # noqa: E402
+
+
+def _trained(models: dict[str, Any]) -> list[str]:
+    return [m for m, spec in models.items() if spec.get("train", True)]
+
+
+def _task_order(curves: pd.DataFrame, model: str) -> list[str]:
+    """Tasks by relative gain (largest first) of ``model`` after its last neighbour; the aggregate last."""
+    g = curves[(curves["model"] == model) & (curves["task"] != PILE_ROW)]
+    last = g[g["n_neighbors"] == g["n_neighbors"].max()].sort_values("ratio")
+    return last["task"].tolist() + ([PILE_ROW] if (curves["task"] == PILE_ROW).any() else [])
+
+
+def bpb_by_task(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
+    """Per task: bpb before TTT and after the last neighbour, per model (the paper's bar figure)."""
+    trained = _trained(models) or list(models)
+    rows = []
+    for m in trained:
+        g = curves[curves["model"] == m]
+        k = g["n_neighbors"].max()
+        for n, label in ((0, f"{m}, no TTT"), (k, f"{m}, TTT on {k} neighbours")):
+            sub = g[g["n_neighbors"] == n].assign(setting=label)
+            rows.append(sub)
+    data = pd.concat(rows)
+    order = _task_order(curves, trained[0])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(order) + 2), 4))
+    sns.barplot(data=data, x="task", y="bits_per_byte", hue="setting", order=order, ax=ax)
+    for container, (_, sub) in zip(ax.containers, data.groupby("setting", sort=False)):
+        sub = sub.set_index("task").reindex(order)
+        xs = [bar.get_x() + bar.get_width() / 2 for bar in container]
+        ax.errorbar(xs, sub["bits_per_byte"], yerr=[sub["bits_per_byte"] - sub["ci_low"],
+                    sub["ci_high"] - sub["bits_per_byte"]], fmt="none", ecolor="black", capsize=2, lw=0.8)  # fmt: skip
+    ax.set_xlabel("task (sorted by relative gain)")
+    ax.set_ylabel("bits per byte")
+    ax.set_title("Bits per byte before and after test-time training on nearest neighbours")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def bpb_vs_neighbors(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
+    """bpb and its ratio to n = 0 against the number of neighbours, per task, 95% bootstrap bands."""
+    trained = _trained(models) or list(models)
+    fig, axes = plt.subplots(len(trained), 2, figsize=(11, 4 * len(trained)), squeeze=False)
+    palette = dict(zip(sorted(curves["task"].unique()), sns.color_palette("tab10", curves["task"].nunique())))
+    for row, m in enumerate(trained):
+        g = curves[curves["model"] == m]
+        for col, (y, lo, hi, label) in enumerate([("bits_per_byte", "ci_low", "ci_high", "bits per byte"),
+                                                   ("ratio", "ratio_ci_low", "ratio_ci_high", "bpb / bpb at n = 0")]):
+            ax = axes[row][col]
+            for task, t in g.groupby("task"):
+                t = t.sort_values("n_neighbors")
+                style = "--" if task == PILE_ROW else "-"
+                ax.plot(t["n_neighbors"], t[y], style, marker="o", ms=3, color=palette[task], label=task)
+                ax.fill_between(t["n_neighbors"], t[lo], t[hi], color=palette[task], alpha=0.15)
+            ax.set_xlabel("neighbours trained on")
+            ax.set_ylabel(label)
+            ax.set_title(f"{m}: {label}")
+        axes[row][1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def training_cost(costs: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
+    """Measured seconds of training per neighbour, by task and model (mean and 95% CI over documents)."""
+    data = costs[costs["model"].isin(_trained(models)) & (costs["n_neighbors"] > 0)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(data):
+        sns.barplot(data=data, x="task", y="train_seconds_per_neighbor", hue="model", ax=ax)
+    ax.set_ylabel("seconds of training per neighbour")
+    ax.set_title("Measured training cost per neighbour")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def model_comparison(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
+    """Every model without TTT, and the trained models after their last neighbour, per task."""
+    rows = []
+    for m in models:
+        g = curves[curves["model"] == m]
+        rows.append(g[g["n_neighbors"] == 0].assign(setting=f"{m}"))
+        k = g["n_neighbors"].max()
+        if m in _trained(models) and k > 0:
+            rows.append(g[g["n_neighbors"] == k].assign(setting=f"{m} + TTT ({k} neighbours)"))
+    data = pd.concat(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * data["task"].nunique() + 2), 4))
+    sns.barplot(data=data, x="task", y="bits_per_byte", hue="setting", ax=ax,
+                order=_task_order(curves, (_trained(models) or list(models))[0]))  # fmt: skip
+    ax.set_ylabel("bits per byte")
+    ax.set_title("A small model with TTT against models without it")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {
+    "bpb_by_task": lambda curves, costs, models: bpb_by_task(curves, models),
+    "bpb_vs_neighbors": lambda curves, costs, models: bpb_vs_neighbors(curves, models),
+    "training_cost": lambda curves, costs, models: training_cost(costs, models),
+    "model_comparison": lambda curves, costs, models: model_comparison(curves, models),
+}
+
+
+def save_figure(fig: plt.Figure, pdf: str, png: str) -> None:
+    """Save as PDF and PNG, atomically."""
+    for path in (pdf, png):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.rsplit(".", 1)[1])
+    plt.close(fig)
+
+
+def plot_all(curves: pd.DataFrame, costs: pd.DataFrame, models: dict[str, Any], names: Sequence[str],
+             pdfs: Sequence[str], pngs: Sequence[str]) -> None:  # fmt: skip
+    sns.set_theme(style="whitegrid", context="notebook")
+    for name, pdf, png in zip(names, pdfs, pngs):
+        save_figure(FIGURES[name](curves, costs, models), pdf, png)

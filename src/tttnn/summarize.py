@@ -1,0 +1,102 @@
+"""Per-task tables from TTT results: bpb at every neighbour count with bootstrap confidence intervals
+over documents (ratio of sums inside every resample), the Pile-weighted aggregate, measured costs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import jsonl
+from .metrics import PILE_WEIGHTS, aggregate
+
+PILE_ROW = "pile-weighted"
+
+
+def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Records of ``ttt/<run>/<model>/<task>.jsonl`` files, each tagged with its model and task."""
+    out = []
+    for p in paths:
+        model, task = Path(p).parent.name, Path(p).stem
+        recs = jsonl.read_records(p)
+        if not recs:
+            raise ValueError(f"{p}: no documents")
+        for r in recs:
+            out.append({**r, "model": model, "task": task})
+    return out
+
+
+def _task_curves(recs: list[dict[str, Any]], B: int, rng: np.random.Generator):
+    """Point values and bootstrap samples of bpb per checkpoint for one (model, task)."""
+    cps = recs[0]["checkpoints"]
+    if any(r["checkpoints"] != cps for r in recs):
+        raise ValueError("documents of one task were evaluated at different checkpoints")
+    ll = np.array([r["loglik"] for r in recs], dtype=np.float64)  # docs x checkpoints
+    nb = np.array([r["n_bytes"] for r in recs], dtype=np.float64)
+    idx = rng.integers(0, len(recs), size=(B, len(recs)))
+    boot = -ll[idx].sum(1) / (nb[idx].sum(1)[:, None] * math.log(2))  # B x checkpoints
+    return cps, ll, nb, boot
+
+
+def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0):
+    """(summary, curves, costs) data frames; see the README for their columns."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(records)
+    curve_rows, boots = [], {}
+    for (model, task), g in df.groupby(["model", "task"], sort=True):
+        recs = g.to_dict("records")
+        cps, ll, nb, boot = _task_curves(recs, bootstrap, rng)
+        boots[(model, task)] = (cps, boot, nb.sum())
+        nw = [r["n_words"] for r in recs]
+        for j, n in enumerate(cps):
+            m = aggregate(ll[:, j], nb, nw)
+            ratio = boot[:, j] / boot[:, 0]
+            curve_rows.append({
+                "model": model, "task": task, "n_neighbors": n, **m,
+                "ratio": m["bits_per_byte"] / aggregate(ll[:, 0], nb, nw)["bits_per_byte"],
+                "ci_low": np.quantile(boot[:, j], 0.025), "ci_high": np.quantile(boot[:, j], 0.975),
+                "ratio_ci_low": np.quantile(ratio, 0.025), "ratio_ci_high": np.quantile(ratio, 0.975),
+                "n_docs": len(recs), "n_bytes": int(nb.sum()),
+            })  # fmt: skip
+    curves = pd.DataFrame(curve_rows)
+    # Pile-weighted aggregate over the tasks that have Pile weights, per model and checkpoint
+    for model, g in curves.groupby("model", sort=True):
+        tasks = [t for t in sorted(g["task"].unique()) if t in PILE_WEIGHTS]
+        if not tasks:
+            continue
+        w = np.array([PILE_WEIGHTS[t] for t in tasks]) / sum(PILE_WEIGHTS[t] for t in tasks)
+        cps = boots[(model, tasks[0])][0]
+        if any(boots[(model, t)][0] != cps for t in tasks):
+            continue
+        stack = np.stack([boots[(model, t)][1] for t in tasks])  # tasks x B x checkpoints
+        wboot = np.tensordot(w, stack, axes=1)
+        for j, n in enumerate(cps):
+            rows = g[g["n_neighbors"] == n].set_index("task").loc[tasks]
+            bpb = float(np.dot(w, rows["bits_per_byte"]))
+            bpb0 = float(np.dot(w, g[g["n_neighbors"] == 0].set_index("task").loc[tasks]["bits_per_byte"]))
+            ratio = wboot[:, j] / wboot[:, 0]
+            curve_rows.append({
+                "model": model, "task": PILE_ROW, "n_neighbors": n, "bits_per_byte": bpb,
+                "byte_perplexity": 2.0**bpb, "word_perplexity": float("nan"), "ratio": bpb / bpb0,
+                "ci_low": np.quantile(wboot[:, j], 0.025), "ci_high": np.quantile(wboot[:, j], 0.975),
+                "ratio_ci_low": np.quantile(ratio, 0.025), "ratio_ci_high": np.quantile(ratio, 0.975),
+                "n_docs": int(rows["n_docs"].sum()), "n_bytes": int(rows["n_bytes"].sum()),
+            })  # fmt: skip
+    curves = pd.DataFrame(curve_rows)
+    last = curves.groupby("model")["n_neighbors"].transform("max")
+    summary = curves[(curves["n_neighbors"] == 0) | (curves["n_neighbors"] == last)]
+    summary = summary[["task", "model", "n_neighbors", "bits_per_byte", "byte_perplexity", "word_perplexity",
+                       "ci_low", "ci_high", "n_docs", "n_bytes"]].reset_index(drop=True)  # fmt: skip
+    costs = pd.DataFrame([{
+        "model": r["model"], "task": r["task"], "doc_id": r["doc_id"], "n_neighbors": r.get("n_neighbors", 0),
+        "train_seconds_per_neighbor": float(np.mean(r["seconds"]["train"])) if r["seconds"]["train"] else 0.0,
+        "train_tokens_per_neighbor": float(np.mean(r["train_tokens"])) if r["train_tokens"] else 0.0,
+        "eval_seconds": float(np.mean(r["seconds"]["eval"][:1])),
+        "retrieve_seconds": float(r.get("retrieve_seconds", 0.0)),
+        "reset_seconds": float(r["seconds"]["reset"]), "n_tokens": r["n_tokens"],
+    } for r in records])  # fmt: skip
+    return summary, curves, costs

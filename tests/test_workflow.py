@@ -1,0 +1,137 @@
+"""The real workflow: lint, the paper config's DAG, bad configs, and a tiny end-to-end run to figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_tiny_gpt2
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
+    return out
+
+
+def tiny_config(tmp: Path, model_dir: Path, **overrides) -> Path:
+    """.test/config.yaml with results in ``tmp`` and two tiny local models (one trained, one baseline)."""
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg["results_dir"] = str(tmp / "results")
+    cfg["resources_dir"] = str(tmp / "resources")
+    cfg["models"] = {"tiny": {"path": str(model_dir)}, "tiny-baseline": {"path": str(model_dir), "train": False}}
+    for key, value in overrides.items():
+        cfg[key] = value
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_lint_is_clean():
+    out = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+def test_pile_config_resolves_as_a_dag():
+    out = snakemake("-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules")
+    text = out.stdout + out.stderr
+    assert "search_shard" in text and "ttt" in text and "prepare_model" in text
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": {"m": {"path": "gpt2", "kind": "what"}}}, "kind"),
+        ({"retrieve": {"k": 0}}, "k"),
+        ({"corpus": {"name": "c", "source": "minipile", "tasks": ["github", "nope"]}}, "corpus.tasks"),
+        ({"corpus": {"name": "c", "source": "pile", "tasks": ["github"],
+                     "pile": {"train": "/no/such/pile.jsonl", "test": "/no/such/test.jsonl"}}}, "corpus.pile.train"),  # fmt: skip
+        ({"models": {"m": {"path": "/no/such/model.gguf"}}}, "models.m.path"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, change, message):
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "figures", "--configfile", str(path), check=False)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """One real run of the tiny config through every rule."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    model = make_tiny_gpt2(tmp / "tiny-gpt2")
+    cfg = tiny_config(tmp, model)
+    snakemake("--cores", "2", "all", "--configfile", str(cfg))
+    return tmp, cfg
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs_are_sane(e2e):
+    tmp, _ = e2e
+    res = tmp / "results"
+    k = 3
+    for model, n_max in (("tiny", k), ("tiny-baseline", 0)):
+        for task in ("github", "dm-math"):
+            lines = (res / f"ttt/test/{model}/{task}.jsonl").read_text().splitlines()
+            recs = [json.loads(x) for x in lines]
+            test = pd.read_parquet(res / f"corpus/minipile-tiny/test/{task}.parquet")
+            assert [r["doc_id"] for r in recs] == test["doc_id"].tolist()  # no document dropped
+            for r in recs:
+                assert r["checkpoints"] == list(range(n_max + 1))
+                assert all(math.isfinite(x) and x < 0 for x in r["loglik"])
+    curves = pd.read_csv(res / "tables/test/curves.csv")
+    tiny = curves[(curves.model == "tiny") & (curves.task == "github")]
+    assert sorted(tiny.n_neighbors) == list(range(k + 1))
+    assert curves["bits_per_byte"].between(0.5, 20).all()
+    summary = pd.read_csv(res / "tables/test/summary.csv")
+    assert {"pile-weighted", "github", "dm-math"} <= set(summary.task)
+    for name in ("bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"):
+        for ext in ("pdf", "png"):
+            assert (res / f"figures/test/{name}.{ext}").stat().st_size > 5000
+    nb = pd.read_parquet(res / "neighbors/minipile-tiny/minilm/flat/github.parquet")
+    assert nb.groupby("query_id").size().max() == k
+    assert (nb.groupby("query_id")["distance"].apply(lambda d: d.is_monotonic_increasing)).all()
+
+
+@pytest.mark.slow
+def test_rerunning_one_task_leaves_the_others(e2e):
+    tmp, cfg = e2e
+    res = tmp / "results"
+    target = res / "ttt/test/tiny/github.jsonl"
+    other = res / "ttt/test/tiny/dm-math.jsonl"
+    before_other = other.stat().st_mtime_ns
+    before = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in target.read_text().splitlines()]
+    out = snakemake("--cores", "2", "--forcerun", "ttt", str(target), "--configfile", str(cfg))
+    assert "ttt" in out.stdout + out.stderr
+    after = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in target.read_text().splitlines()]
+    assert after == before  # deterministic given the seed
+    assert other.stat().st_mtime_ns == before_other
+    # afterwards only the tables and figures that read the rerun task are out of date
+    assert planned_jobs(snakemake("-n", "all", "--configfile", str(cfg))) == {"summarize": 1, "plot": 1, "all": 1}
+
+
+def planned_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("total")[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)}

@@ -1,0 +1,39 @@
+rule embed:
+    input:
+        R("chunks/{corpus}/{shard}.parquet"),
+    output:
+        R("embeddings/{corpus}/{embedder}/{shard}.npy"),
+    log:
+        R("logs/embed/{corpus}/{embedder}/{shard}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    params:
+        embedder=config["embedder"],
+        column="text",
+    script:
+        "../scripts/embed.py"
+
+
+rule embed_queries:
+    input:
+        R("corpus/{corpus}/test/{task}.parquet"),
+    output:
+        R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
+    log:
+        R("logs/embed/{corpus}/{embedder}/queries/{task}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        embedder=config["embedder"],
+        column="query",
+        retrieve=config["retrieve"],
+    script:
+        "../scripts/embed.py"

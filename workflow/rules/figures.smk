@@ -1,0 +1,25 @@
+rule plot:
+    input:
+        summary=R("tables/{run}/summary.csv"),
+        curves=R("tables/{run}/curves.csv"),
+        costs=R("tables/{run}/costs.csv"),
+    output:
+        pdf=expand(R("figures/{{run}}/{name}.pdf"), name=FIGURES),
+        png=report(
+            expand(R("figures/{{run}}/{name}.png"), name=FIGURES),
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        R("logs/plot/{run}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        names=FIGURES,
+        models=config["models"],
+    script:
+        "../scripts/plot.py"

@@ -1,0 +1,17 @@
+rule index:
+    input:
+        R("embeddings/{corpus}/{embedder}/{shard}.npy"),
+    output:
+        R("index/{corpus}/{embedder}/{faiss_index}/{shard}.faiss"),
+    log:
+        R("logs/index/{corpus}/{embedder}/{faiss_index}/{shard}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        index=config["index"],
+    script:
+        "../scripts/index.py"

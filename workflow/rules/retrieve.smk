@@ -1,0 +1,50 @@
+# Map: search one shard for all queries of a task. Reduce: merge the shards' lists into a global top-k.
+
+
+rule search_shard:
+    input:
+        index=R("index/{corpus}/{embedder}/{faiss_index}/{shard}.faiss"),
+        chunks=R("chunks/{corpus}/{shard}.parquet"),
+        queries=R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
+        test=R("corpus/{corpus}/test/{task}.parquet"),
+        docs=shard_docs,
+    output:
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.parquet"),
+    log:
+        R("logs/search/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        retrieve=config["retrieve"],
+        nprobe=config["index"]["nprobe"],
+    script:
+        "../scripts/search_shard.py"
+
+
+rule retrieve:
+    input:
+        parts=expand(
+            R(
+                "neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{task}}/{shard}.parquet"
+            ),
+            shard=SHARDS,
+        ),
+        test=R("corpus/{corpus}/test/{task}.parquet"),
+    output:
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}.parquet"),
+    log:
+        R("logs/retrieve/{corpus}/{embedder}/{faiss_index}/{task}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        k=config["retrieve"]["k"],
+    script:
+        "../scripts/retrieve.py"

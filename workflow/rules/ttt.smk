@@ -1,0 +1,44 @@
+# Models are prepared once (downloaded from the hub, or GGUF dequantized) into resources/models/.
+
+
+rule prepare_model:
+    output:
+        directory(os.path.join(RESOURCES, "models/{model}")),
+    log:
+        R("logs/prepare_model/{model}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        source=model_source,
+    script:
+        "../scripts/prepare_model.py"
+
+
+rule ttt:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("ttt/{run}/{model}/{task}.jsonl"),
+    log:
+        R("logs/ttt/{run}/{model}/{task}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=config["ttt"]["mem_mb"],
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        query=config["retrieve"]["query"],
+        split_max_tokens=config["retrieve"]["split_max_tokens"],
+        device=config["ttt"]["device"],
+        dtype=config["ttt"]["dtype"],
+    script:
+        "../scripts/ttt.py"
