@@ -119,7 +119,7 @@ def test_rerunning_one_task_leaves_the_others(e2e):
     other = res / "ttt/test/tiny/dm-math.jsonl"
     before_other = other.stat().st_mtime_ns
     before = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in target.read_text().splitlines()]
-    out = snakemake("--cores", "2", "--forcerun", "ttt", str(target), "--configfile", str(cfg))
+    out = snakemake("--cores", "2", "--force", str(target), "--configfile", str(cfg))
     assert "ttt" in out.stdout + out.stderr
     after = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in target.read_text().splitlines()]
     assert after == before  # deterministic given the seed
