@@ -110,3 +110,23 @@ def test_split_query():
     q, e = split_query(text, "split", max_tokens=100)
     assert len(q.split()) == 5
     assert split_query(text, "full") == (text, text)
+
+
+def test_reranking_compressed_candidates_from_disk_restores_exact_order(tmp_path):
+    from tttnn.index import search_reranked
+
+    rng = np.random.default_rng(4)
+    centers = rng.normal(size=(40, 32)).astype(np.float32) * 3
+    x = (centers[rng.integers(0, 40, 5000)] + rng.normal(size=(5000, 32))).astype(np.float32)
+    q = (centers[rng.integers(0, 40, 100)] + rng.normal(size=(100, 32))).astype(np.float32)
+    np.save(tmp_path / "v.npy", x)
+    on_disk = np.load(tmp_path / "v.npy", mmap_mode="r")
+    De, exact = search(build_index(x, "Flat"), q, 20)
+    pq = build_index(x, "IVF32,PQ4")
+    _, plain = search(pq, q, 20, nprobe=8)
+    Dr, reranked = search_reranked(pq, q, 20, on_disk, n_candidates=200, nprobe=8)
+    assert recall_at_k(reranked, exact) > recall_at_k(plain, exact) + 0.2
+    # with every list probed and every vector a candidate, the result is the exact search
+    D_all, I_all = search_reranked(pq, q, 20, on_disk, n_candidates=5000, nprobe=32)
+    np.testing.assert_array_equal(I_all, exact)
+    np.testing.assert_allclose(D_all, De, rtol=1e-4)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -78,7 +79,9 @@ def e2e(tmp_path_factory):
     """One real run of the tiny config through every rule."""
     tmp = tmp_path_factory.mktemp("e2e")
     model = make_tiny_gpt2(tmp / "tiny-gpt2")
-    cfg = tiny_config(tmp, model)
+    # a compressed index whose candidates are re-ranked exactly from the on-disk embeddings
+    index = {"name": "ivfpq", "factory": "IVF2,PQ8x4", "nprobe": 2, "rerank": 1000}
+    cfg = tiny_config(tmp, model, index=index)
     snakemake("--cores", "2", "all", "--configfile", str(cfg))
     return tmp, cfg
 
@@ -106,9 +109,19 @@ def test_end_to_end_outputs_are_sane(e2e):
     for name in ("bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"):
         for ext in ("pdf", "png"):
             assert (res / f"figures/test/{name}.{ext}").stat().st_size > 5000
-    nb = pd.read_parquet(res / "neighbors/minipile-tiny/minilm/flat/github.parquet")
+    nb = pd.read_parquet(res / "neighbors/minipile-tiny/minilm/ivfpq/github.parquet")
     assert nb.groupby("query_id").size().max() == k
     assert (nb.groupby("query_id")["distance"].apply(lambda d: d.is_monotonic_increasing)).all()
+    # re-ranking every candidate makes the compressed index's neighbours the exact ones
+    emb = np.concatenate([np.load(res / f"embeddings/minipile-tiny/minilm/{s}.npy") for s in ("000", "001")])
+    chunks = pd.concat([pd.read_parquet(res / f"chunks/minipile-tiny/{s}.parquet") for s in ("000", "001")])
+    q = np.load(res / "embeddings/minipile-tiny/minilm/queries/github.npy")
+    test = pd.read_parquet(res / "corpus/minipile-tiny/test/github.parquet")
+    for i, doc_id in enumerate(test["doc_id"]):
+        d = np.sort(((emb - q[i]) ** 2).sum(1))[:k]
+        got = nb[nb.query_id == doc_id].sort_values("rank")
+        np.testing.assert_allclose(got["distance"].to_numpy(), d, rtol=1e-4, atol=1e-6)
+        assert set(got["chunk_id"]) <= set(chunks["chunk_id"])
 
 
 @pytest.mark.slow

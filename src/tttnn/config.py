@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .corpus import PILE_TASKS
-from .minipile import MINIPILE_TASKS
-from .ttt import TTTConfig
+from .settings import TTTConfig
+from .tasks import MINIPILE_TASKS, PILE_TASKS
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 

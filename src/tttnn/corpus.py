@@ -6,36 +6,20 @@ Later steps read only these files, never the source again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from .io import write_parquet
+from .tasks import PILE_SET_SLUGS, PILE_TASKS, shard_names  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["doc_id", "task", "text"]
-
-PILE_SET_SLUGS: dict[str, str] = {
-    "Pile-CC": "pile-cc", "PubMed Central": "pubmed-central", "Books3": "books3", "OpenWebText2": "owt2",
-    "ArXiv": "arxiv", "Github": "github", "FreeLaw": "freelaw", "StackExchange": "stackexchange",
-    "USPTO Backgrounds": "uspto", "PubMed Abstracts": "pubmed-abstracts", "Gutenberg (PG-19)": "gutenberg",
-    "OpenSubtitles": "opensubtitles", "Wikipedia (en)": "wikipedia", "DM Mathematics": "dm-math",
-    "Ubuntu IRC": "ubuntu-irc", "BookCorpus2": "bookcorpus2", "EuroParl": "europarl",
-    "HackerNews": "hackernews", "YoutubeSubtitles": "youtubesubs", "PhilPapers": "philpapers",
-    "NIH ExPorter": "nih", "Enron Emails": "enron",
-}  # fmt: skip
-PILE_TASKS = sorted(PILE_SET_SLUGS.values())
-
-
-def shard_names(n_shards: int) -> list[str]:
-    """Names of the index shards: ``000``, ``001``, ..."""
-    return [f"{i:03d}" for i in range(n_shards)]
 
 
 def pile_slug(set_name: str) -> str:
@@ -46,10 +30,6 @@ def pile_slug(set_name: str) -> str:
     if slug in PILE_TASKS:
         return slug
     raise ValueError(f"unknown Pile set name {set_name!r}")
-
-
-def _stable_hash(s: str) -> int:
-    return int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little")
 
 
 def write_shards(train: pd.DataFrame, test: pd.DataFrame, out_train: Sequence[str], out_test: dict[str, str]) -> None:

@@ -41,12 +41,33 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int = 16) ->
     return index.search(q, min(k, index.ntotal))
 
 
+def search_reranked(index: faiss.Index, queries: np.ndarray, k: int, vectors: np.ndarray, n_candidates: int,
+                    nprobe: int = 16) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Candidates from a compressed index, re-ranked by exact squared L2 against ``vectors``.
+
+    ``vectors`` may be a memory-mapped ``.npy`` on disk: only the candidates' rows are read, so the
+    index in RAM stays compressed while the final ranking is exact over the candidates.
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    _, cand = search(index, q, max(k, n_candidates), nprobe)
+    k = min(k, index.ntotal)
+    D = np.full((len(q), k), np.inf, dtype=np.float32)
+    I = np.full((len(q), k), -1, dtype=np.int64)
+    for row, ids in enumerate(cand):
+        ids = np.sort(ids[ids >= 0])  # sorted rows: sequential reads from disk
+        if not len(ids):
+            continue
+        exact = ((np.asarray(vectors[ids], dtype=np.float32) - q[row]) ** 2).sum(1)
+        order = np.lexsort((ids, exact))[:k]
+        D[row, : len(order)], I[row, : len(order)] = exact[order], ids[order]
+    return D, I
+
+
 def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge per-shard ``(D, I)`` results into a global top-``k``: (distances, shard numbers, row ids).
 
     Ties are broken by shard number then row id, so the result is independent of search order.
     """
-    n = parts[0][0].shape[0]
     D = np.concatenate([d for d, _ in parts], axis=1)
     I = np.concatenate([i for _, i in parts], axis=1)
     S = np.concatenate([np.full_like(i, s) for s, (_, i) in enumerate(parts)], axis=1)

@@ -1,10 +1,18 @@
-"""Logging for workflow scripts: everything, tqdm included, goes to the rule's log file."""
+"""Workflow-script plumbing: logging to the rule's log file, and CPU threads and slots."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def to_file(path: str | os.PathLike | None, level: int = logging.INFO) -> None:
@@ -14,17 +22,62 @@ def to_file(path: str | os.PathLike | None, level: int = logging.INFO) -> None:
         sys.stderr = fh
     logging.basicConfig(level=level, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it reports every SIMD variant it tries
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def set_threads(n: int) -> None:
-    """Use the rule's threads for torch and faiss."""
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which SLURM and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_threads(n: int) -> int:
+    """Use the rule's threads for torch and faiss, never more than the CPUs there are."""
     import torch
 
-    torch.set_num_threads(max(1, n))
+    n = max(1, min(n, available_cpus()))
+    torch.set_num_threads(n)
     try:
         import faiss
 
-        faiss.omp_set_num_threads(max(1, n))
+        faiss.omp_set_num_threads(n)
     except ImportError:
         pass
+    return n
+
+
+@contextlib.contextmanager
+def cpu_slot(threads: int, lock_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hold one of ``available_cpus() // threads`` machine-wide slots while computing.
+
+    ``snakemake --cores 8`` on a 2-core machine starts four 2-thread jobs at once, and CPU-bound torch
+    jobs then thrash (3x slower in total, measured). Jobs of this workflow queue on lock files instead.
+    Under SLURM the scheduler already gives each job its own CPUs, so no slot is taken there.
+    """
+    if os.environ.get("SLURM_JOB_ID"):
+        yield
+        return
+    n_slots = max(1, available_cpus() // max(1, threads))
+    folder = Path(lock_dir or Path(tempfile.gettempdir()) / f"tttnn-cpu-slots-{os.getuid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    waited, t0 = False, time.monotonic()
+    while True:
+        for i in range(n_slots):
+            fh = open(folder / f"slot{i}.lock", "w")  # noqa: SIM115 - held until the block ends
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            if waited:
+                log.info("waited %.0f s for a free CPU slot", time.monotonic() - t0)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+            return
+        if not waited:
+            log.info("all %d CPU slots busy: waiting", n_slots)
+            waited = True
+        time.sleep(0.5)

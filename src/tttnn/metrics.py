@@ -15,14 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# The Pile's sampling weights (epochs x size share, in percent), by task slug.
-PILE_WEIGHTS: dict[str, float] = {
-    "pile-cc": 18.11, "pubmed-central": 14.40, "books3": 12.07, "owt2": 10.01, "arxiv": 8.96,
-    "github": 7.59, "freelaw": 6.12, "stackexchange": 5.13, "uspto": 3.65, "pubmed-abstracts": 3.07,
-    "gutenberg": 2.17, "opensubtitles": 1.55, "wikipedia": 1.53, "dm-math": 1.24, "ubuntu-irc": 0.88,
-    "bookcorpus2": 0.75, "europarl": 0.73, "hackernews": 0.62, "youtubesubs": 0.60, "philpapers": 0.38,
-    "nih": 0.30, "enron": 0.14,
-}  # fmt: skip
+from .tasks import PILE_WEIGHTS
+
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from pathlib import Path
 import pandas as pd
 
 from .corpus import COLUMNS
+from .tasks import MINIPILE_TASKS
 
 log = logging.getLogger(__name__)
 
-MINIPILE_TASKS = ["github", "dm-math", "freelaw", "stackexchange"]
 
 
 def _read(path: Path) -> str | None:

@@ -27,18 +27,24 @@ def _task_order(curves: pd.DataFrame, model: str) -> list[str]:
     return last["task"].tolist() + ([PILE_ROW] if (curves["task"] == PILE_ROW).any() else [])
 
 
-def bpb_by_task(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
-    """Per task: bpb before TTT and after the last neighbour, per model (the paper's bar figure)."""
-    trained = _trained(models) or list(models)
+def _settings(curves: pd.DataFrame, models: dict[str, Any], baselines: bool) -> pd.DataFrame:
+    """Rows at n = 0 ("<model>, no TTT") and after the last neighbour ("<model>, TTT on k neighbours")
+    for the trained models, and with ``baselines`` the untrained models at n = 0 too."""
     rows = []
-    for m in trained:
+    for m in models:
+        trained = m in _trained(models)
+        if not trained and not baselines:
+            continue
         g = curves[curves["model"] == m]
+        rows.append(g[g["n_neighbors"] == 0].assign(setting=f"{m}, no TTT"))
         k = g["n_neighbors"].max()
-        for n, label in ((0, f"{m}, no TTT"), (k, f"{m}, TTT on {k} neighbours")):
-            sub = g[g["n_neighbors"] == n].assign(setting=label)
-            rows.append(sub)
-    data = pd.concat(rows)
-    order = _task_order(curves, trained[0])
+        if trained and k > 0:
+            rows.append(g[g["n_neighbors"] == k].assign(setting=f"{m}, TTT on {k} neighbours"))
+    return pd.concat(rows)
+
+
+def _bars(data: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
+    """Grouped bars of bpb per task and setting, with the 95% bootstrap intervals as error bars."""
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(order) + 2), 4))
     sns.barplot(data=data, x="task", y="bits_per_byte", hue="setting", order=order, ax=ax)
     for container, (_, sub) in zip(ax.containers, data.groupby("setting", sort=False)):
@@ -48,10 +54,17 @@ def bpb_by_task(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
                     sub["ci_high"] - sub["bits_per_byte"]], fmt="none", ecolor="black", capsize=2, lw=0.8)  # fmt: skip
     ax.set_xlabel("task (sorted by relative gain)")
     ax.set_ylabel("bits per byte")
-    ax.set_title("Bits per byte before and after test-time training on nearest neighbours")
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def bpb_by_task(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
+    """Per task: bpb before TTT and after the last neighbour, per model (the paper's bar figure)."""
+    first = (_trained(models) or list(models))[0]
+    return _bars(_settings(curves, models, baselines=not _trained(models)), _task_order(curves, first),
+                 "Bits per byte before and after test-time training on nearest neighbours")  # fmt: skip
 
 
 def bpb_vs_neighbors(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
@@ -92,22 +105,9 @@ def training_cost(costs: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
 
 def model_comparison(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
     """Every model without TTT, and the trained models after their last neighbour, per task."""
-    rows = []
-    for m in models:
-        g = curves[curves["model"] == m]
-        rows.append(g[g["n_neighbors"] == 0].assign(setting=f"{m}"))
-        k = g["n_neighbors"].max()
-        if m in _trained(models) and k > 0:
-            rows.append(g[g["n_neighbors"] == k].assign(setting=f"{m} + TTT ({k} neighbours)"))
-    data = pd.concat(rows)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * data["task"].nunique() + 2), 4))
-    sns.barplot(data=data, x="task", y="bits_per_byte", hue="setting", ax=ax,
-                order=_task_order(curves, (_trained(models) or list(models))[0]))  # fmt: skip
-    ax.set_ylabel("bits per byte")
-    ax.set_title("A small model with TTT against models without it")
-    ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    return fig
+    first = (_trained(models) or list(models))[0]
+    return _bars(_settings(curves, models, baselines=True), _task_order(curves, first),
+                 "Models with test-time training against models without it")  # fmt: skip
 
 
 FIGURES = {

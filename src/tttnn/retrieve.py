@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from .index import search
+from .index import search, search_reranked
 
 NEIGHBOR_COLUMNS = ["query_id", "rank", "chunk_id", "doc_id", "distance", "shard", "text", "search_seconds"]
 
@@ -27,12 +27,15 @@ def search_shard(
     drop_exact: bool = True,
     doc_texts: dict[str, str] | None = None,
     nprobe: int = 16,
+    vectors: np.ndarray | None = None,
+    rerank: int | None = None,
 ) -> pd.DataFrame:
     """The filtered top-``k`` chunks of one shard for every query (the map step).
 
     Filters: squared L2 distance below ``max_distance`` (the paper: 4.0 for RoBERTa), and with
     ``drop_exact`` no chunk whose text, or whose document's text, equals the query document's.
     ``doc_texts`` (doc_id -> text) makes a neighbour's training text its whole document.
+    With ``rerank`` and the shard's ``vectors``, that many candidates are re-ranked exactly.
     """
     if len(chunks) != index.ntotal:
         raise ValueError(f"shard {shard}: index has {index.ntotal} vectors but {len(chunks)} chunks")
@@ -46,7 +49,10 @@ def search_shard(
     kk = min(index.ntotal, 2 * k + 8)
     kept: dict[int, list[tuple[float, int]]] = {}
     while pending:
-        D, I = search(index, queries[pending], kk, nprobe)
+        if rerank and vectors is not None:
+            D, I = search_reranked(index, queries[pending], kk, vectors, max(rerank, kk), nprobe)
+        else:
+            D, I = search(index, queries[pending], kk, nprobe)
         still = []
         for row, qi in enumerate(pending):
             qtext = query_texts[qi].strip()

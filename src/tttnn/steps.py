@@ -98,8 +98,10 @@ def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
 
 
 def search_shard(index_path: str, chunks_path: str, queries_path: str, test_path: str, docs_path: str | None,
-                 out_path: str, retrieve: dict[str, Any], nprobe: int, shard: str) -> None:  # fmt: skip
-    """The map step: one shard searched for all of a task's queries."""
+                 out_path: str, retrieve: dict[str, Any], nprobe: int, shard: str,
+                 vectors_path: str | None = None, rerank: int | None = None) -> None:  # fmt: skip
+    """The map step: one shard searched for all of a task's queries (re-ranked exactly from the
+    shard's on-disk embeddings when ``rerank`` is set)."""
     import faiss
 
     from .retrieve import search_shard as search
@@ -111,7 +113,8 @@ def search_shard(index_path: str, chunks_path: str, queries_path: str, test_path
         doc_texts = dict(zip(docs["doc_id"], docs["text"]))
     out = search(faiss.read_index(index_path), pd.read_parquet(chunks_path), np.load(queries_path),
                  test["doc_id"].tolist(), test["text"].tolist(), retrieve["k"], shard,
-                 retrieve.get("max_distance"), retrieve.get("drop_exact", True), doc_texts, nprobe)  # fmt: skip
+                 retrieve.get("max_distance"), retrieve.get("drop_exact", True), doc_texts, nprobe,
+                 np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None, rerank)  # fmt: skip
     log.info("shard %s: %d neighbours for %d queries", shard, len(out), len(test))
     write_parquet(out, out_path)
 

@@ -14,39 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from . import jsonl
 from .metrics import count_bytes, count_words, document_loglik, rolling_windows
 from .models import prefix_token_id, tokenize
+from .settings import TTTConfig
 
 log = logging.getLogger(__name__)
-
-
-class TTTConfig(BaseModel):
-    """Hyper-parameters of test-time training; the defaults are the paper's (gpt2)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lr: float = Field(2e-5, ge=0)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float | None = Field(1.0, gt=0)
-    max_length: int = Field(1024, ge=2)
-    k: int = Field(20, ge=0)
-    max_windows_per_neighbor: int | None = Field(None, ge=1)
-    eval_at: list[int] | None = None
-    reset_optimizer: bool = True
-    seed: int = 0
-    eval_batch_size: int = Field(4, ge=1)
-    prefix_token: str | None = None
-
-    def checkpoints(self) -> list[int]:
-        """Neighbour counts after which the document is evaluated (0 = before any training)."""
-        pts = range(self.k + 1) if self.eval_at is None else self.eval_at
-        return sorted({0, *(n for n in pts if n <= self.k)})
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import os
 from snakemake.utils import validate
 
 from tttnn.config import check_config, ttt_config
-from tttnn.corpus import shard_names
+from tttnn.tasks import shard_names
 
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
@@ -50,6 +50,13 @@ def shard_docs(wildcards):
     """The shard's documents, needed only when a neighbour trains on its whole document."""
     if config["retrieve"]["neighbor_text"] == "document":
         return R(f"corpus/{wildcards.corpus}/train/{wildcards.shard}.parquet")
+    return []
+
+
+def shard_vectors(wildcards):
+    """The shard's float32 embeddings, read from disk when compressed-index results are re-ranked."""
+    if config["index"]["rerank"]:
+        return R(f"embeddings/{wildcards.corpus}/{wildcards.embedder}/{wildcards.shard}.npy")
     return []
 
 

@@ -8,6 +8,7 @@ rule search_shard:
         queries=R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
         test=R("corpus/{corpus}/test/{task}.parquet"),
         docs=shard_docs,
+        vectors=shard_vectors,
     output:
         R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.parquet"),
     log:
@@ -21,6 +22,7 @@ rule search_shard:
     params:
         retrieve=config["retrieve"],
         nprobe=config["index"]["nprobe"],
+        rerank=config["index"]["rerank"],
     script:
         "../scripts/search_shard.py"
 
