@@ -5,6 +5,8 @@ rule chunk:
         R("chunks/{corpus}/{shard}.parquet"),
     log:
         R("logs/chunk/{corpus}/{shard}.log"),
+    benchmark:
+        R("benchmarks/chunk/{corpus}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 1

@@ -56,7 +56,9 @@ def shard_docs(wildcards):
 def shard_vectors(wildcards):
     """The shard's float32 embeddings, read from disk when compressed-index results are re-ranked."""
     if config["index"]["rerank"]:
-        return R(f"embeddings/{wildcards.corpus}/{wildcards.embedder}/{wildcards.shard}.npy")
+        return R(
+            f"embeddings/{wildcards.corpus}/{wildcards.embedder}/{wildcards.shard}.npy"
+        )
     return []
 
 

@@ -8,6 +8,8 @@ rule build_corpus:
         ),
     log:
         R(f"logs/corpus/{CORPUS}.log"),
+    benchmark:
+        R(f"benchmarks/corpus/{CORPUS}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 1

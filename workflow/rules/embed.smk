@@ -5,6 +5,8 @@ rule embed:
         R("embeddings/{corpus}/{embedder}/{shard}.npy"),
     log:
         R("logs/embed/{corpus}/{embedder}/{shard}.log"),
+    benchmark:
+        R("benchmarks/embed/{corpus}/{embedder}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -25,6 +27,8 @@ rule embed_queries:
         R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
     log:
         R("logs/embed/{corpus}/{embedder}/queries/{task}.log"),
+    benchmark:
+        R("benchmarks/embed/{corpus}/{embedder}/queries/{task}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

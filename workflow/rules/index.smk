@@ -5,6 +5,8 @@ rule index:
         R("index/{corpus}/{embedder}/{faiss_index}/{shard}.faiss"),
     log:
         R("logs/index/{corpus}/{embedder}/{faiss_index}/{shard}.log"),
+    benchmark:
+        R("benchmarks/index/{corpus}/{embedder}/{faiss_index}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

@@ -13,6 +13,8 @@ rule search_shard:
         R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.parquet"),
     log:
         R("logs/search/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.log"),
+    benchmark:
+        R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

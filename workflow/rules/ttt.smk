@@ -6,6 +6,8 @@ rule prepare_model:
         directory(os.path.join(RESOURCES, "models/{model}")),
     log:
         R("logs/prepare_model/{model}.log"),
+    benchmark:
+        R("benchmarks/prepare_model/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 1
@@ -27,6 +29,8 @@ rule ttt:
         R("ttt/{run}/{model}/{task}.jsonl"),
     log:
         R("logs/ttt/{run}/{model}/{task}.log"),
+    benchmark:
+        R("benchmarks/ttt/{run}/{model}/{task}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
