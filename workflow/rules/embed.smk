@@ -11,7 +11,7 @@ rule embed:
         "../../envs/tttnn.yaml"
     threads: 2
     resources:
-        mem_mb=3000,
+        mem_mb=2000,
         runtime=120,
     params:
         embedder=config["embedder"],
@@ -33,7 +33,7 @@ rule embed_queries:
         "../../envs/tttnn.yaml"
     threads: 2
     resources:
-        mem_mb=3000,
+        mem_mb=2000,
         runtime=30,
     params:
         embedder=config["embedder"],

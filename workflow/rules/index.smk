@@ -11,7 +11,7 @@ rule index:
         "../../envs/tttnn.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     params:
         index=config["index"],

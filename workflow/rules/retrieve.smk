@@ -19,7 +19,7 @@ rule search_shard:
         "../../envs/tttnn.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=30,
     params:
         retrieve=config["retrieve"],
