@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,3 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
 
-
-def iter_records(paths: list[str | os.PathLike]) -> Iterator[dict[str, Any]]:
-    for p in paths:
-        yield from read_records(p)
