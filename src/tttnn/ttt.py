@@ -90,9 +90,9 @@ class TTTRunner:
         ids = torch.tensor([window], device=self.device)
         loss = self.model(input_ids=ids, labels=ids).loss
         if not torch.isfinite(loss):
-            log.warning("non-finite training loss %s: step skipped", float(loss))
+            log.warning("non-finite training loss %s: step skipped", float(loss.detach()))
             self.optimizer.zero_grad(set_to_none=True)
-            return float(loss), float("nan"), False
+            return float(loss.detach()), float("nan"), False
         loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip)
@@ -197,6 +197,9 @@ def run_task(
     todo = [d for d in docs if d.doc_id not in done]
     if done:
         log.info("resuming: %d of %d documents already done in %s", len(done), len(docs), partial)
+        if not runner.cfg.reset_optimizer:
+            log.warning("reset_optimizer is off: the optimizer state of the killed run is not restored, "
+                        "so the remaining documents differ from an uninterrupted run")  # fmt: skip
     try:
         for d in tqdm(todo, desc=f"TTT {Path(out_path).stem}", disable=not progress):
             rec = runner.run_document(d.doc_id, d.text, d.neighbors)
