@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tttnn.chunk import chunk_documents, split_query
-from tttnn.index import build_index, merge_topk, recall_at_k, search
+from tttnn.index import build_index, recall_at_k, search
 from tttnn.retrieve import merge_neighbors, queries_without, search_shard
 
 
@@ -43,17 +43,6 @@ def test_planted_neighbor_found_after_merge_and_sharding_is_exact():
         assert got.chunk_id.tolist() == all_ids[I[qi]].tolist()
         np.testing.assert_allclose(got.distance.to_numpy(), D[qi], rtol=1e-5)
     assert list(merged.query_id.unique()) == qids
-
-
-def test_merge_topk_matches_global_search():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(500, 8)).astype(np.float32)
-    q = rng.normal(size=(4, 8)).astype(np.float32)
-    parts = [search(build_index(x[i : i + 100]), q, 7) for i in range(0, 500, 100)]
-    D, S, I = merge_topk(parts, 7)
-    Dg, Ig = search(build_index(x), q, 7)
-    np.testing.assert_array_equal(S * 100 + I, Ig)
-    np.testing.assert_allclose(D, Dg, rtol=1e-5)
 
 
 def test_ivfpq_recall_against_flat():

@@ -1,4 +1,4 @@
-"""faiss indexes per shard: build from a factory string, save, search, and merge per-shard top-k."""
+"""faiss indexes per shard: build from a factory string, search (optionally re-ranked exactly), recall."""
 
 from __future__ import annotations
 
@@ -61,20 +61,6 @@ def search_reranked(index: faiss.Index, queries: np.ndarray, k: int, vectors: np
         order = np.lexsort((ids, exact))[:k]
         D[row, : len(order)], I[row, : len(order)] = exact[order], ids[order]
     return D, I
-
-
-def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge per-shard ``(D, I)`` results into a global top-``k``: (distances, shard numbers, row ids).
-
-    Ties are broken by shard number then row id, so the result is independent of search order.
-    """
-    D = np.concatenate([d for d, _ in parts], axis=1)
-    I = np.concatenate([i for _, i in parts], axis=1)
-    S = np.concatenate([np.full_like(i, s) for s, (_, i) in enumerate(parts)], axis=1)
-    D = np.where(I < 0, np.inf, D)
-    order = np.lexsort((I, S, D), axis=1)[:, :k]
-    take = np.take_along_axis
-    return take(D, order, 1), take(S, order, 1), take(I, order, 1)
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:

@@ -161,7 +161,7 @@ def run_ttt(model_dir: str, neighbors_path: str, test_path: str, out_path: str, 
         g = groups.get(doc_id)
         neighbors = [] if g is None else [Neighbor(c, t, float(d)) for c, t, d in
                                           zip(g["chunk_id"], g["text"], g["distance"])]  # fmt: skip
-        secs = float(g["search_seconds"].iloc[0]) if g is not None and len(g) else 0.0
+        secs = float(g["search_seconds"].iloc[0]) if g is not None else 0.0
         docs.append(Document(doc_id, text, neighbors, {"task": task, "retrieve_seconds": secs}))
     model, tok = load_model(model_dir, device=device, dtype=dtype)
     log.info("TTT on %d documents of %s: %s", len(docs), Path(test_path).stem, cfg.model_dump())

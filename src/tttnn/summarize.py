@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import jsonl
-from .metrics import PILE_WEIGHTS, aggregate
+from .metrics import PILE_WEIGHTS, aggregate, pile_weighted
 
 PILE_ROW = "pile-weighted"
 
@@ -50,14 +50,14 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
     for (model, task), g in df.groupby(["model", "task"], sort=True):
         recs = g.to_dict("records")
         cps, ll, nb, boot = _task_curves(recs, bootstrap, rng)
-        boots[(model, task)] = (cps, boot, nb.sum())
+        boots[(model, task)] = (cps, boot)
         nw = [r["n_words"] for r in recs]
+        bpb0 = aggregate(ll[:, 0], nb, nw)["bits_per_byte"]
         for j, n in enumerate(cps):
             m = aggregate(ll[:, j], nb, nw)
             ratio = boot[:, j] / boot[:, 0]
             curve_rows.append({
-                "model": model, "task": task, "n_neighbors": n, **m,
-                "ratio": m["bits_per_byte"] / aggregate(ll[:, 0], nb, nw)["bits_per_byte"],
+                "model": model, "task": task, "n_neighbors": n, **m, "ratio": m["bits_per_byte"] / bpb0,
                 "ci_low": np.quantile(boot[:, j], 0.025), "ci_high": np.quantile(boot[:, j], 0.975),
                 "ratio_ci_low": np.quantile(ratio, 0.025), "ratio_ci_high": np.quantile(ratio, 0.975),
                 "n_docs": len(recs), "n_bytes": int(nb.sum()),
@@ -68,16 +68,14 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
         tasks = [t for t in sorted(g["task"].unique()) if t in PILE_WEIGHTS]
         if not tasks:
             continue
-        w = np.array([PILE_WEIGHTS[t] for t in tasks]) / sum(PILE_WEIGHTS[t] for t in tasks)
         cps = boots[(model, tasks[0])][0]
         if any(boots[(model, t)][0] != cps for t in tasks):
             continue
-        stack = np.stack([boots[(model, t)][1] for t in tasks])  # tasks x B x checkpoints
-        wboot = np.tensordot(w, stack, axes=1)
+        wboot = pile_weighted({t: boots[(model, t)][1] for t in tasks})  # B x checkpoints
+        bpb_at = {n: pile_weighted(dict(zip(t["task"], t["bits_per_byte"]))) for n, t in g.groupby("n_neighbors")}
         for j, n in enumerate(cps):
             rows = g[g["n_neighbors"] == n].set_index("task").loc[tasks]
-            bpb = float(np.dot(w, rows["bits_per_byte"]))
-            bpb0 = float(np.dot(w, g[g["n_neighbors"] == 0].set_index("task").loc[tasks]["bits_per_byte"]))
+            bpb, bpb0 = float(bpb_at[n]), float(bpb_at[0])
             ratio = wboot[:, j] / wboot[:, 0]
             curve_rows.append({
                 "model": model, "task": PILE_ROW, "n_neighbors": n, "bits_per_byte": bpb,
