@@ -34,8 +34,16 @@ def embedding_like(n: int, dim: int, seed: int = 0, latent: int = 24) -> np.ndar
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def measure(x: np.ndarray, q: np.ndarray, factory: str, nprobe: int, exact: np.ndarray | None, k: int = 20,
-            rerank: int | None = None, on_disk: np.ndarray | None = None) -> dict:  # fmt: skip
+def measure(
+    x: np.ndarray,
+    q: np.ndarray,
+    factory: str,
+    nprobe: int,
+    exact: np.ndarray | None,
+    k: int = 20,
+    rerank: int | None = None,
+    on_disk: np.ndarray | None = None,
+) -> dict:
     t = time.perf_counter()
     index = build_index(x, factory, train_size=min(len(x), 50_000))
     build = time.perf_counter() - t
@@ -49,10 +57,16 @@ def measure(x: np.ndarray, q: np.ndarray, factory: str, nprobe: int, exact: np.n
     else:
         _, ids = search(index, q, k, nprobe)
     latency = (time.perf_counter() - t) / len(q) * 1000
-    return {"factory": factory, "nprobe": nprobe if "IVF" in factory else None, "rerank_from_disk": rerank,
-            "build_s": round(build, 2),
-            "mem_bytes": int(mem), "disk_bytes": disk, "query_ms": round(latency, 3),
-            "recall_at_20": None if exact is None else round(recall_at_k(ids, exact), 4)}, ids  # fmt: skip
+    return {
+        "factory": factory,
+        "nprobe": nprobe if "IVF" in factory else None,
+        "rerank_from_disk": rerank,
+        "build_s": round(build, 2),
+        "mem_bytes": int(mem),
+        "disk_bytes": disk,
+        "query_ms": round(latency, 3),
+        "recall_at_20": None if exact is None else round(recall_at_k(ids, exact), 4),
+    }, ids
 
 
 def run(x: np.ndarray, q: np.ndarray, label: str, configs: list[tuple[str, int, int | None]]) -> None:
@@ -65,7 +79,9 @@ def run(x: np.ndarray, q: np.ndarray, label: str, configs: list[tuple[str, int, 
         for factory, nprobe, rerank in configs:
             rows.append(measure(x, q, factory, nprobe, exact, rerank=rerank, on_disk=on_disk)[0])
     for r in rows:
-        r.update({"data": label, "n": len(x), "dim": x.shape[1], "mem_vs_flat": round(r["mem_bytes"] / flat["mem_bytes"], 4)})
+        r.update(
+            {"data": label, "n": len(x), "dim": x.shape[1], "mem_vs_flat": round(r["mem_bytes"] / flat["mem_bytes"], 4)}
+        )
         print(json.dumps(r), flush=True)
 
 
@@ -81,8 +97,12 @@ def main() -> None:
         x = embedding_like(n, args.dim)
         q = embedding_like(args.queries, args.dim, seed=1)
         m = args.dim // 8  # 48 bytes per vector for 384 dims: 1/32 of Flat's 1536 (+8 bytes of id)
-        run(x, q, "embedding-like-random", [(f"IVF{nlist},PQ{m}", 16, None), (f"IVF{nlist},PQ{m}", 16, 100),
-                                            (f"IVF{nlist},PQ{m}", 32, 200)])  # fmt: skip
+        run(
+            x,
+            q,
+            "embedding-like-random",
+            [(f"IVF{nlist},PQ{m}", 16, None), (f"IVF{nlist},PQ{m}", 16, 100), (f"IVF{nlist},PQ{m}", 32, 200)],
+        )
     shards = sorted(glob.glob(os.path.join(args.real, "[0-9]*.npy")))
     if shards:
         x = np.concatenate([np.load(s) for s in shards])

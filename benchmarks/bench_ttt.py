@@ -80,15 +80,19 @@ def main() -> None:
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     makers = {"smollm2-135m": smollm2, "gpt2-sized-random": gpt2_sized}
-    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")  # fmt: skip
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    )
     results = []
     for name in args.models:
         model = makers[name]()
         for T in args.lengths:
             r = bench(model, args.device, T, args.repeats, dtype)
-            results.append({"model": name, "device": args.device, "machine": machine, "dtype": args.dtype,
-                            "tokens": T, **r})  # fmt: skip
+            results.append(
+                {"model": name, "device": args.device, "machine": machine, "dtype": args.dtype, "tokens": T, **r}
+            )
             print(json.dumps(results[-1]), flush=True)
         del model
 

@@ -32,9 +32,14 @@ def make_tiny_gpt2(out: Path, n_positions: int = 128, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=n_positions, n_embd=64, n_layer=2, n_head=2,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        n_positions=n_positions,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = GPT2LMHeadModel(cfg)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

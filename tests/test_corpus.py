@@ -10,7 +10,9 @@ import pytest
 from tttnn.corpus import build_pile, pile_slug, shard_names, write_shards
 from tttnn.minipile import build_minipile
 
-SMALL = dict(n_test_docs=2, max_train_docs=25, math_problems_per_doc=8, min_chars=150, max_chars=1500, test_max_chars=800)
+SMALL = dict(
+    n_test_docs=2, max_train_docs=25, math_problems_per_doc=8, min_chars=150, max_chars=1500, test_max_chars=800
+)
 
 
 def test_minipile_is_deterministic_and_holds_out_test_docs(tmp_path):

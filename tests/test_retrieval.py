@@ -13,10 +13,15 @@ from tttnn.retrieve import merge_neighbors, queries_without, search_shard
 
 def _chunks(n, shard, rng, dim=16):
     vec = rng.normal(size=(n, dim)).astype(np.float32)
-    df = pd.DataFrame({
-        "chunk_id": [f"s{shard}-c{i}" for i in range(n)], "doc_id": [f"s{shard}-d{i}" for i in range(n)],
-        "task": "t", "text": [f"text {shard} {i}" for i in range(n)], "n_tokens": 3,
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "chunk_id": [f"s{shard}-c{i}" for i in range(n)],
+            "doc_id": [f"s{shard}-d{i}" for i in range(n)],
+            "task": "t",
+            "text": [f"text {shard} {i}" for i in range(n)],
+            "n_tokens": 3,
+        }
+    )
     return df, vec
 
 
@@ -67,8 +72,7 @@ def test_filters_drop_exact_copies_and_far_neighbors():
     chunks.loc[4, "text"] = "the query document"
     out = search_shard(build_index(vec), chunks, q, ["q"], ["the query document"], k=5, shard="000")
     assert "s0-c4" not in out.chunk_id.tolist() and len(out) == 5
-    kept = search_shard(build_index(vec), chunks, q, ["q"], ["the query document"], k=5, shard="000",
-                        drop_exact=False)  # fmt: skip
+    kept = search_shard(build_index(vec), chunks, q, ["q"], ["the query document"], k=5, shard="000", drop_exact=False)
     assert kept.chunk_id.iloc[0] == "s0-c4"
     far = search_shard(build_index(vec), chunks, q, ["q"], ["x"], k=5, shard="000", max_distance=1e-6)
     assert far.chunk_id.tolist() == ["s0-c4"]

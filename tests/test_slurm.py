@@ -28,8 +28,10 @@ STATE = Path(os.environ.get("SLURM_TEST_STATE", "/tmp/tttnn-slurm"))
 
 @pytest.fixture(scope="module")
 def cluster():
-    up = shutil.which("sinfo") and subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True,
-                                                   text=True).stdout.strip() == "idle"  # fmt: skip
+    up = (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip() == "idle"
+    )
     if not up:
         subprocess.run(["bash", str(REPO / "scripts/slurm_cluster.sh"), "start"], check=True)
     yield

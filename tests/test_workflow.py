@@ -59,8 +59,17 @@ def test_pile_config_resolves_as_a_dag():
         ({"models": {"m": {"path": "gpt2", "kind": "what"}}}, "kind"),
         ({"retrieve": {"k": 0}}, "k"),
         ({"corpus": {"name": "c", "source": "minipile", "tasks": ["github", "nope"]}}, "corpus.tasks"),
-        ({"corpus": {"name": "c", "source": "pile", "tasks": ["github"],
-                     "pile": {"train": "/no/such/pile.jsonl", "test": "/no/such/test.jsonl"}}}, "corpus.pile.train"),  # fmt: skip
+        (
+            {
+                "corpus": {
+                    "name": "c",
+                    "source": "pile",
+                    "tasks": ["github"],
+                    "pile": {"train": "/no/such/pile.jsonl", "test": "/no/such/test.jsonl"},
+                }
+            },
+            "corpus.pile.train",
+        ),
         ({"models": {"m": {"path": "/no/such/model.gguf"}}}, "models.m.path"),
     ],
 )

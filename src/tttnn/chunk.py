@@ -27,8 +27,10 @@ def chunk_documents(
     rows = []
     for doc_id, task, text in zip(docs["doc_id"], docs["task"], docs["text"]):
         if mode == "document":
-            n = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if tokenizer else len(
-                re.findall(r"\S+", text)
+            n = (
+                len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+                if tokenizer
+                else len(re.findall(r"\S+", text))
             )
             rows.append((f"{doc_id}#0", doc_id, task, text, n))
             continue

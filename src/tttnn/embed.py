@@ -23,8 +23,9 @@ class Embedder:
     tokens (RoBERTa-large, inputs truncated to 512 tokens), with no normalisation.
     """
 
-    def __init__(self, spec: str, kind: str = "sentence-transformers", max_seq_length: int = 256,
-                 device: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self, spec: str, kind: str = "sentence-transformers", max_seq_length: int = 256, device: str = "auto"
+    ) -> None:
         self.kind, self.max_seq_length = kind, max_seq_length
         self.device = resolve_device(device)
         path = resolve_spec(spec)
@@ -44,8 +45,9 @@ class Embedder:
 
     @torch.no_grad()
     def _mean_pool(self, texts: Sequence[str]) -> np.ndarray:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_seq_length,
-                             return_tensors="pt").to(self.device)  # fmt: skip
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        ).to(self.device)
         hidden = self.model(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
@@ -56,11 +58,12 @@ class Embedder:
         if len(texts) == 0:
             return np.zeros((0, dim), dtype=np.float32)
         if self.kind == "sentence-transformers":
-            out = self.st.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
-                                 convert_to_numpy=True)  # fmt: skip
+            out = self.st.encode(list(texts), batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True)
             return np.ascontiguousarray(out, dtype=np.float32)
-        parts = [self._mean_pool(texts[i : i + batch_size])
-                 for i in tqdm(range(0, len(texts), batch_size), desc="embed", disable=not progress)]  # fmt: skip
+        parts = [
+            self._mean_pool(texts[i : i + batch_size])
+            for i in tqdm(range(0, len(texts), batch_size), desc="embed", disable=not progress)
+        ]
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
     @property

@@ -10,8 +10,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def build_index(vectors: np.ndarray, factory: str = "Flat", train_size: int | None = 100_000,
-                seed: int = 0) -> faiss.Index:  # fmt: skip
+def build_index(
+    vectors: np.ndarray, factory: str = "Flat", train_size: int | None = 100_000, seed: int = 0
+) -> faiss.Index:
     """An L2 index made by ``faiss.index_factory``; trained (IVF, PQ) on a seeded sample of the vectors."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
@@ -41,8 +42,9 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int = 16) ->
     return index.search(q, min(k, index.ntotal))
 
 
-def search_reranked(index: faiss.Index, queries: np.ndarray, k: int, vectors: np.ndarray, n_candidates: int,
-                    nprobe: int = 16) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def search_reranked(
+    index: faiss.Index, queries: np.ndarray, k: int, vectors: np.ndarray, n_candidates: int, nprobe: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidates from a compressed index, re-ranked by exact squared L2 against ``vectors``.
 
     ``vectors`` may be a memory-mapped ``.npy`` on disk: only the candidates' rows are read, so the

@@ -50,4 +50,3 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record, sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-

@@ -20,8 +20,9 @@ def to_file(path: str | os.PathLike | None, level: int = logging.INFO) -> None:
     if path:
         fh = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives for the process
         sys.stderr = fh
-    logging.basicConfig(level=level, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=level, stream=sys.stderr, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it reports every SIMD variant it tries
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from .tasks import PILE_WEIGHTS
 
 
-
 @dataclass(frozen=True)
 class Window:
     """One model input: ``input_ids`` whose last ``len(targets)`` positions predict ``targets``."""

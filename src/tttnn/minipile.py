@@ -37,7 +37,6 @@ from .tasks import MINIPILE_TASKS
 log = logging.getLogger(__name__)
 
 
-
 def _read(path: Path) -> str | None:
     try:
         raw = path.read_bytes()
@@ -99,7 +98,9 @@ def stackexchange_sources(debian_docs: bool = False) -> list[tuple[str, Loader]]
     """Technical prose: long descriptions (READMEs) of installed distributions, and with
     ``debian_docs`` the README files of installed Debian packages."""
     site = _roots()["site"]
-    meta = [(f"site/{p.relative_to(site)}", lambda p=p: _metadata_body(p)) for p in _files(site, ["*.dist-info/METADATA"])]
+    meta = [
+        (f"site/{p.relative_to(site)}", lambda p=p: _metadata_body(p)) for p in _files(site, ["*.dist-info/METADATA"])
+    ]
     return meta + (_file_items("debian/doc", Path("/usr/share/doc"), ["*/README*"]) if debian_docs else [])
 
 
@@ -226,8 +227,14 @@ def build_minipile(
         test, train = picked[:n_test_docs], picked[n_test_docs:]
         test_rows += [{"doc_id": f"{task}:{k}", "task": task, "text": _clip(t, test_max_chars)} for k, t in test]
         train_rows += [{"doc_id": f"{task}:{k}", "task": task, "text": t} for k, t in train]
-        log.info("minipile %s: %d candidates, %d exact duplicates skipped, %d train, %d test",
-                 task, len(candidates), n_dupes, len(train), len(test))  # fmt: skip
+        log.info(
+            "minipile %s: %d candidates, %d exact duplicates skipped, %d train, %d test",
+            task,
+            len(candidates),
+            n_dupes,
+            len(train),
+            len(test),
+        )
     # a clipped test text may now equal some index document: drop those from the index
     test_texts = {r["text"] for r in test_rows}
     train_rows = [r for r in train_rows if r["text"] not in test_texts]

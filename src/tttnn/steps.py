@@ -27,15 +27,24 @@ def build_corpus(corpus: dict[str, Any], out_train: Sequence[str], out_test: Seq
 
     tasks = corpus["tasks"]
     if corpus["source"] == "minipile":
-        train, test = build_minipile(tasks=tasks, n_test_docs=corpus["n_test_docs"],
-                                     max_train_docs=corpus["max_train_docs"], seed=corpus["seed"],
-                                     **corpus.get("minipile", {}))  # fmt: skip
+        train, test = build_minipile(
+            tasks=tasks,
+            n_test_docs=corpus["n_test_docs"],
+            max_train_docs=corpus["max_train_docs"],
+            seed=corpus["seed"],
+            **corpus.get("minipile", {}),
+        )
     else:
         pile = corpus["pile"]
-        train, test = build_pile(pile["train"], pile["test"], tasks, corpus["n_test_docs"],
-                                 corpus["max_train_docs"], corpus["seed"])  # fmt: skip
-    log.info("%d train documents over %d shards; test documents per task: %s", len(train), len(out_train),
-             test.groupby("task").size().to_dict())  # fmt: skip
+        train, test = build_pile(
+            pile["train"], pile["test"], tasks, corpus["n_test_docs"], corpus["max_train_docs"], corpus["seed"]
+        )
+    log.info(
+        "%d train documents over %d shards; test documents per task: %s",
+        len(train),
+        len(out_train),
+        test.groupby("task").size().to_dict(),
+    )
     write_shards(train, test, list(out_train), dict(zip(tasks, out_test)))
 
 
@@ -50,8 +59,7 @@ def chunk_shard(in_path: str, out_path: str, chunk: dict[str, Any], tokenizer_sp
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_spec(tokenizer_spec))
     docs = pd.read_parquet(in_path)
-    out = chunk_documents(docs, chunk.get("mode", "document"), tokenizer, chunk.get("size", 256),
-                          chunk.get("stride"))  # fmt: skip
+    out = chunk_documents(docs, chunk.get("mode", "document"), tokenizer, chunk.get("size", 256), chunk.get("stride"))
     log.info("%d documents -> %d chunks (mean %.0f tokens)", len(docs), len(out), out["n_tokens"].mean())
     write_parquet(out, out_path)
 
@@ -60,25 +68,32 @@ def query_texts(test: pd.DataFrame, retrieve: dict[str, Any]) -> tuple[list[str]
     """(query texts, evaluated texts) of a task's test documents under ``retrieve.query``."""
     from .chunk import split_query
 
-    pairs = [split_query(t, retrieve.get("query", "full"), retrieve.get("split_max_tokens", 1024))
-             for t in test["text"]]  # fmt: skip
+    pairs = [
+        split_query(t, retrieve.get("query", "full"), retrieve.get("split_max_tokens", 1024)) for t in test["text"]
+    ]
     return [q for q, _ in pairs], [e for _, e in pairs]
 
 
-def embed_file(in_path: str, out_path: str, embedder: dict[str, Any], column: str,
-               retrieve: dict[str, Any] | None = None) -> None:  # fmt: skip
+def embed_file(
+    in_path: str, out_path: str, embedder: dict[str, Any], column: str, retrieve: dict[str, Any] | None = None
+) -> None:
     """Embed a parquet file's ``text`` column (``column='query'``: the test documents' query texts)."""
     from .embed import Embedder
 
     df = pd.read_parquet(in_path)
     texts = query_texts(df, retrieve or {})[0] if column == "query" else df["text"].tolist()
-    emb = Embedder(embedder["path"], embedder.get("kind", "sentence-transformers"),
-                   embedder.get("max_seq_length", 256), embedder.get("device", "auto"))  # fmt: skip
+    emb = Embedder(
+        embedder["path"],
+        embedder.get("kind", "sentence-transformers"),
+        embedder.get("max_seq_length", 256),
+        embedder.get("device", "auto"),
+    )
     t0 = time.perf_counter()
     vec = emb.encode(texts, embedder.get("batch_size", 64))
     dt = time.perf_counter() - t0
-    log.info("embedded %d texts in %.1f s (%.1f texts/s), dim %d", len(texts), dt, len(texts) / max(dt, 1e-9),
-             vec.shape[1])  # fmt: skip
+    log.info(
+        "embedded %d texts in %.1f s (%.1f texts/s), dim %d", len(texts), dt, len(texts) / max(dt, 1e-9), vec.shape[1]
+    )
     write_npy(vec, out_path)
 
 
@@ -97,9 +112,19 @@ def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
         faiss.write_index(idx, str(tmp))
 
 
-def search_shard(index_path: str, chunks_path: str, queries_path: str, test_path: str, docs_path: str | None,
-                 out_path: str, retrieve: dict[str, Any], nprobe: int, shard: str,
-                 vectors_path: str | None = None, rerank: int | None = None) -> None:  # fmt: skip
+def search_shard(
+    index_path: str,
+    chunks_path: str,
+    queries_path: str,
+    test_path: str,
+    docs_path: str | None,
+    out_path: str,
+    retrieve: dict[str, Any],
+    nprobe: int,
+    shard: str,
+    vectors_path: str | None = None,
+    rerank: int | None = None,
+) -> None:
     """The map step: one shard searched for all of a task's queries (re-ranked exactly from the
     shard's on-disk embeddings when ``rerank`` is set)."""
     import faiss
@@ -111,10 +136,21 @@ def search_shard(index_path: str, chunks_path: str, queries_path: str, test_path
     if docs_path:
         docs = pd.read_parquet(docs_path)
         doc_texts = dict(zip(docs["doc_id"], docs["text"]))
-    out = search(faiss.read_index(index_path), pd.read_parquet(chunks_path), np.load(queries_path),
-                 test["doc_id"].tolist(), test["text"].tolist(), retrieve["k"], shard,
-                 retrieve.get("max_distance"), retrieve.get("drop_exact", True), doc_texts, nprobe,
-                 np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None, rerank)  # fmt: skip
+    out = search(
+        faiss.read_index(index_path),
+        pd.read_parquet(chunks_path),
+        np.load(queries_path),
+        test["doc_id"].tolist(),
+        test["text"].tolist(),
+        retrieve["k"],
+        shard,
+        retrieve.get("max_distance"),
+        retrieve.get("drop_exact", True),
+        doc_texts,
+        nprobe,
+        np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None,
+        rerank,
+    )
     log.info("shard %s: %d neighbours for %d queries", shard, len(out), len(test))
     write_parquet(out, out_path)
 
@@ -127,16 +163,21 @@ def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int) ->
     merged = merge_neighbors([pd.read_parquet(p) for p in parts], qids, k)
     lacking = queries_without(merged, qids)
     if lacking:
-        log.warning("%d queries have no neighbour after filtering (they are evaluated at n = 0 only): %s",
-                    len(lacking), lacking)  # fmt: skip
+        log.warning(
+            "%d queries have no neighbour after filtering (they are evaluated at n = 0 only): %s", len(lacking), lacking
+        )
     short = merged.groupby("query_id").size()
-    log.info("%d queries; neighbours per query: min %d, max %d", len(qids), short.min() if len(short) else 0,
-             short.max() if len(short) else 0)  # fmt: skip
+    log.info(
+        "%d queries; neighbours per query: min %d, max %d",
+        len(qids),
+        short.min() if len(short) else 0,
+        short.max() if len(short) else 0,
+    )
     write_parquet(merged, out_path)
 
 
 def prepare_model(source: str, out_dir: str) -> None:
-    """A model spec (hub id, local dir, GGUF) -> a plain local model directory."""
+    """A model spec (hub id, local dir, GGUF) -> a plain local model directory with a sha256 manifest."""
     from .models import save_model
 
     t0 = time.perf_counter()
@@ -144,26 +185,47 @@ def prepare_model(source: str, out_dir: str) -> None:
     log.info("prepared %s in %s (%.1f s)", source, out_dir, time.perf_counter() - t0)
 
 
-def run_ttt(model_dir: str, neighbors_path: str, test_path: str, out_path: str, ttt: dict[str, Any],
-            query: str = "full", split_max_tokens: int = 1024, device: str = "auto",
-            dtype: str = "float32") -> None:  # fmt: skip
-    """TTT-NN on every test document of one task, resumable; one JSONL line per document."""
-    from .models import load_model
-    from .ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
+def load_documents(neighbors_path: str | None, test_path: str, query: str = "full", split_max_tokens: int = 1024):
+    """A task's test documents (the evaluated text under ``retrieve.query``) with their neighbours in rank order."""
+    from .resume import Document
+    from .ttt import Neighbor
 
-    cfg = TTTConfig(**ttt)
     test = pd.read_parquet(test_path)
-    nb = pd.read_parquet(neighbors_path)
+    nb = pd.read_parquet(neighbors_path) if neighbors_path else None
     _, eval_texts = query_texts(test, {"query": query, "split_max_tokens": split_max_tokens})
-    groups = {q: g.sort_values("rank") for q, g in nb.groupby("query_id")}
+    groups = {q: g.sort_values("rank") for q, g in nb.groupby("query_id")} if nb is not None else {}
     docs = []
     for (doc_id, task), text in zip(zip(test["doc_id"], test["task"]), eval_texts):
         g = groups.get(doc_id)
-        neighbors = [] if g is None else [Neighbor(c, t, float(d)) for c, t, d in
-                                          zip(g["chunk_id"], g["text"], g["distance"])]  # fmt: skip
+        neighbors = (
+            [] if g is None else [Neighbor(c, t, float(d)) for c, t, d in zip(g["chunk_id"], g["text"], g["distance"])]
+        )
         secs = float(g["search_seconds"].iloc[0]) if g is not None else 0.0
         docs.append(Document(doc_id, text, neighbors, {"task": task, "retrieve_seconds": secs}))
+    return docs
+
+
+def run_ttt(
+    model_dir: str,
+    neighbors_path: str,
+    test_path: str,
+    out_path: str,
+    ttt: dict[str, Any],
+    query: str = "full",
+    split_max_tokens: int = 1024,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> None:
+    """TTT-NN on every test document of one task, resumable; one JSONL line per document."""
+    from .models import load_model
+    from .resume import provenance
+    from .ttt import TTTConfig, TTTRunner, run_task
+
+    cfg = TTTConfig(**ttt)
+    docs = load_documents(neighbors_path, test_path, query, split_max_tokens)
+    settings = {**cfg.model_dump(), "query": query, "split_max_tokens": split_max_tokens, "dtype": dtype}
+    prov = provenance(settings, {"model": model_dir, "neighbors": neighbors_path, "test": test_path})
     model, tok = load_model(model_dir, device=device, dtype=dtype)
-    log.info("TTT on %d documents of %s: %s", len(docs), Path(test_path).stem, cfg.model_dump())
-    recs = run_task(TTTRunner(model, tok, cfg), docs, out_path)
+    log.info("TTT on %d documents of %s: %s", len(docs), Path(test_path).stem, settings)
+    recs = run_task(TTTRunner(model, tok, cfg), docs, out_path, prov)
     log.info("done: %d documents", len(recs))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import jsonl
+from .resume import check_consistent
 from .metrics import PILE_WEIGHTS, aggregate, pile_weighted
 
 PILE_ROW = "pile-weighted"
@@ -25,6 +26,7 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         recs = jsonl.read_records(p)
         if not recs:
             raise ValueError(f"{p}: no documents")
+        check_consistent(recs, str(p))
         for r in recs:
             out.append({**r, "model": model, "task": task})
     return out
@@ -56,12 +58,21 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
         for j, n in enumerate(cps):
             m = aggregate(ll[:, j], nb, nw)
             ratio = boot[:, j] / boot[:, 0]
-            curve_rows.append({
-                "model": model, "task": task, "n_neighbors": n, **m, "ratio": m["bits_per_byte"] / bpb0,
-                "ci_low": np.quantile(boot[:, j], 0.025), "ci_high": np.quantile(boot[:, j], 0.975),
-                "ratio_ci_low": np.quantile(ratio, 0.025), "ratio_ci_high": np.quantile(ratio, 0.975),
-                "n_docs": len(recs), "n_bytes": int(nb.sum()),
-            })  # fmt: skip
+            curve_rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "n_neighbors": n,
+                    **m,
+                    "ratio": m["bits_per_byte"] / bpb0,
+                    "ci_low": np.quantile(boot[:, j], 0.025),
+                    "ci_high": np.quantile(boot[:, j], 0.975),
+                    "ratio_ci_low": np.quantile(ratio, 0.025),
+                    "ratio_ci_high": np.quantile(ratio, 0.975),
+                    "n_docs": len(recs),
+                    "n_bytes": int(nb.sum()),
+                }
+            )
     curves = pd.DataFrame(curve_rows)
     # Pile-weighted aggregate over the tasks that have Pile weights, per model and checkpoint
     for model, g in curves.groupby("model", sort=True):
@@ -77,24 +88,55 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
             rows = g[g["n_neighbors"] == n].set_index("task").loc[tasks]
             bpb, bpb0 = float(bpb_at[n]), float(bpb_at[0])
             ratio = wboot[:, j] / wboot[:, 0]
-            curve_rows.append({
-                "model": model, "task": PILE_ROW, "n_neighbors": n, "bits_per_byte": bpb,
-                "byte_perplexity": 2.0**bpb, "word_perplexity": float("nan"), "ratio": bpb / bpb0,
-                "ci_low": np.quantile(wboot[:, j], 0.025), "ci_high": np.quantile(wboot[:, j], 0.975),
-                "ratio_ci_low": np.quantile(ratio, 0.025), "ratio_ci_high": np.quantile(ratio, 0.975),
-                "n_docs": int(rows["n_docs"].sum()), "n_bytes": int(rows["n_bytes"].sum()),
-            })  # fmt: skip
+            curve_rows.append(
+                {
+                    "model": model,
+                    "task": PILE_ROW,
+                    "n_neighbors": n,
+                    "bits_per_byte": bpb,
+                    "byte_perplexity": 2.0**bpb,
+                    "word_perplexity": float("nan"),
+                    "ratio": bpb / bpb0,
+                    "ci_low": np.quantile(wboot[:, j], 0.025),
+                    "ci_high": np.quantile(wboot[:, j], 0.975),
+                    "ratio_ci_low": np.quantile(ratio, 0.025),
+                    "ratio_ci_high": np.quantile(ratio, 0.975),
+                    "n_docs": int(rows["n_docs"].sum()),
+                    "n_bytes": int(rows["n_bytes"].sum()),
+                }
+            )
     curves = pd.DataFrame(curve_rows)
     last = curves.groupby("model")["n_neighbors"].transform("max")
     summary = curves[(curves["n_neighbors"] == 0) | (curves["n_neighbors"] == last)]
-    summary = summary[["task", "model", "n_neighbors", "bits_per_byte", "byte_perplexity", "word_perplexity",
-                       "ci_low", "ci_high", "n_docs", "n_bytes"]].reset_index(drop=True)  # fmt: skip
-    costs = pd.DataFrame([{
-        "model": r["model"], "task": r["task"], "doc_id": r["doc_id"], "n_neighbors": r.get("n_neighbors", 0),
-        "train_seconds_per_neighbor": float(np.mean(r["seconds"]["train"])) if r["seconds"]["train"] else 0.0,
-        "train_tokens_per_neighbor": float(np.mean(r["train_tokens"])) if r["train_tokens"] else 0.0,
-        "eval_seconds": float(np.mean(r["seconds"]["eval"][:1])),
-        "retrieve_seconds": float(r.get("retrieve_seconds", 0.0)),
-        "reset_seconds": float(r["seconds"]["reset"]), "n_tokens": r["n_tokens"],
-    } for r in records])  # fmt: skip
+    summary = summary[
+        [
+            "task",
+            "model",
+            "n_neighbors",
+            "bits_per_byte",
+            "byte_perplexity",
+            "word_perplexity",
+            "ci_low",
+            "ci_high",
+            "n_docs",
+            "n_bytes",
+        ]
+    ].reset_index(drop=True)
+    costs = pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "task": r["task"],
+                "doc_id": r["doc_id"],
+                "n_neighbors": r.get("n_neighbors", 0),
+                "train_seconds_per_neighbor": float(np.mean(r["seconds"]["train"])) if r["seconds"]["train"] else 0.0,
+                "train_tokens_per_neighbor": float(np.mean(r["train_tokens"])) if r["train_tokens"] else 0.0,
+                "eval_seconds": float(np.mean(r["seconds"]["eval"][:1])),
+                "retrieve_seconds": float(r.get("retrieve_seconds", 0.0)),
+                "reset_seconds": float(r["seconds"]["reset"]),
+                "n_tokens": r["n_tokens"],
+            }
+            for r in records
+        ]
+    )
     return summary, curves, costs

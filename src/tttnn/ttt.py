@@ -8,18 +8,19 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from . import jsonl
+from . import resume
 from .metrics import count_bytes, count_words, document_loglik, rolling_windows
 from .models import prefix_token_id, tokenize
+from .resume import Document
 from .settings import TTTConfig
+
+__all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "document_seed", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,12 @@ class TTTRunner:
         self.restore_weights()
         if self.optimizer is None or self.cfg.reset_optimizer:
             self.optimizer = torch.optim.AdamW(
-                self.params, lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps,
+                self.params,
+                lr=self.cfg.lr,
+                betas=self.cfg.betas,
+                eps=self.cfg.eps,
                 weight_decay=self.cfg.weight_decay,
-            )  # fmt: skip
+            )
 
     def evaluate(self, tokens: Sequence[int]) -> float:
         """Rolling log-likelihood of the document under the current weights (eval mode)."""
@@ -104,6 +108,10 @@ class TTTRunner:
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach()), float(gnorm), True
 
+    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
+        """TTT on each document in turn (the batch-1 loop; :mod:`tttnn.batched` advances many at once)."""
+        return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]
+
     def run_document(self, doc_id: str, text: str, neighbors: Sequence[Neighbor]) -> dict[str, Any]:
         """TTT on one document; returns its result record (log-likelihoods at every checkpoint)."""
         cfg, dev = self.cfg, self.device
@@ -116,13 +124,22 @@ class TTTRunner:
         self.reset()
         _sync(dev)
         rec: dict[str, Any] = {
-            "doc_id": doc_id, "n_bytes": count_bytes(text), "n_words": count_words(text),
-            "n_tokens": len(tokens), "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
-            "n_neighbors": min(len(neighbors), cfg.k), "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
+            "doc_id": doc_id,
+            "n_bytes": count_bytes(text),
+            "n_words": count_words(text),
+            "n_tokens": len(tokens),
+            "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
+            "n_neighbors": min(len(neighbors), cfg.k),
+            "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
             "distances": [n.distance for n in neighbors[: cfg.k]],
-            "checkpoints": [], "loglik": [], "train_loss": [], "grad_norm": [], "skipped_steps": 0,
-            "train_tokens": [], "seconds": {"reset": time.perf_counter() - t0, "train": [], "eval": []},
-        }  # fmt: skip
+            "checkpoints": [],
+            "loglik": [],
+            "train_loss": [],
+            "grad_norm": [],
+            "skipped_steps": 0,
+            "train_tokens": [],
+            "seconds": {"reset": time.perf_counter() - t0, "train": [], "eval": []},
+        }
         checkpoints = cfg.checkpoints()
 
         def checkpoint(n: int) -> None:
@@ -161,57 +178,21 @@ class TTTRunner:
         return rec
 
 
-@dataclass
-class Document:
-    """A test document to run: its id, the text evaluated, its neighbours, extra fields to record."""
-
-    doc_id: str
-    text: str
-    neighbors: list[Neighbor]
-    extra: dict[str, Any]
-
-
 def run_task(
     runner: TTTRunner,
     documents: Iterable[Document],
     out_path: str | os.PathLike,
-    partial_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    on_document: Callable[[dict[str, Any]], None] | None = None,
+    prov: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Run TTT on every document, appending one JSONL line each to ``partial_path`` as it finishes.
-
-    Documents already in the partial file are skipped (resume); when all are done, the partial file is
-    renamed to ``out_path``, so an existing ``out_path`` is always complete.
-    """
-    docs = list(documents)
-    ids = [d.doc_id for d in docs]
-    if len(set(ids)) != len(ids):
-        raise ValueError("duplicate document ids in the task's test set")
-    partial = Path(partial_path) if partial_path else Path(f"{out_path}.partial")
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    done = {r["doc_id"]: r for r in jsonl.read_records(partial, repair=True)}
-    unknown = set(done) - set(ids)
-    if unknown:
-        raise ValueError(f"{partial} holds documents not in this task ({sorted(unknown)[:3]}...): delete it")
-    todo = [d for d in docs if d.doc_id not in done]
-    if done:
-        log.info("resuming: %d of %d documents already done in %s", len(done), len(docs), partial)
-        if not runner.cfg.reset_optimizer:
-            log.warning("reset_optimizer is off: the optimizer state of the killed run is not restored, "
-                        "so the remaining documents differ from an uninterrupted run")  # fmt: skip
+    """TTT on every document of a task, resumable (see :func:`tttnn.resume.run_task`)."""
+    warning = None
+    if not runner.cfg.reset_optimizer:
+        warning = (
+            "reset_optimizer is off: the optimizer state of the killed run is not restored, "
+            "so the remaining documents differ from an uninterrupted run"
+        )
     try:
-        for d in tqdm(todo, desc=f"TTT {Path(out_path).stem}", disable=not progress):
-            rec = runner.run_document(d.doc_id, d.text, d.neighbors)
-            rec.update(d.extra)
-            jsonl.append_record(partial, rec)
-            done[d.doc_id] = rec
-            if on_document:
-                on_document(rec)
+        return resume.run_task(documents, out_path, runner.run_batch, prov, resume_warning=warning, **kwargs)
     finally:
         runner.restore_weights()  # never hand back a model trained on the last document
-    missing = [i for i in ids if i not in done]
-    if missing:  # cannot happen unless the file was edited concurrently; never drop silently
-        raise RuntimeError(f"documents without results: {missing}")
-    os.replace(partial, out_path)
-    return [done[i] for i in ids]

@@ -56,26 +56,18 @@ def shard_docs(wildcards):
 def shard_vectors(wildcards):
     """The shard's float32 embeddings, read from disk when compressed-index results are re-ranked."""
     if config["index"]["rerank"]:
-        return R(
-            f"embeddings/{wildcards.corpus}/{wildcards.embedder}/{wildcards.shard}.npy"
-        )
+        return R(f"embeddings/{wildcards.corpus}/{wildcards.embedder}/{wildcards.shard}.npy")
     return []
 
 
 def ttt_results():
-    return expand(
-        R("ttt/{run}/{model}/{task}.jsonl"), run=RUN, model=MODELS, task=TASKS
-    )
+    return expand(R("ttt/{run}/{model}/{task}.jsonl"), run=RUN, model=MODELS, task=TASKS)
 
 
 def figure_targets():
-    return expand(
-        R("figures/{run}/{name}.{ext}"), run=RUN, name=FIGURES, ext=["pdf", "png"]
-    )
+    return expand(R("figures/{run}/{name}.{ext}"), run=RUN, name=FIGURES, ext=["pdf", "png"])
 
 
 def all_targets():
-    tables = expand(
-        R("tables/{run}/{name}.csv"), run=RUN, name=["summary", "curves", "costs"]
-    )
+    tables = expand(R("tables/{run}/{name}.csv"), run=RUN, name=["summary", "curves", "costs"])
     return figure_targets() + tables

@@ -1,11 +1,7 @@
 rule build_corpus:
     output:
-        train=expand(
-            R("corpus/{corpus}/train/{shard}.parquet"), corpus=CORPUS, shard=SHARDS
-        ),
-        test=expand(
-            R("corpus/{corpus}/test/{task}.parquet"), corpus=CORPUS, task=ALL_TASKS
-        ),
+        train=expand(R("corpus/{corpus}/train/{shard}.parquet"), corpus=CORPUS, shard=SHARDS),
+        test=expand(R("corpus/{corpus}/test/{task}.parquet"), corpus=CORPUS, task=ALL_TASKS),
     log:
         R(f"logs/corpus/{CORPUS}.log"),
     benchmark:

@@ -32,9 +32,7 @@ rule search_shard:
 rule retrieve:
     input:
         parts=expand(
-            R(
-                "neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{task}}/{shard}.parquet"
-            ),
+            R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{task}}/{shard}.parquet"),
             shard=SHARDS,
         ),
         test=R("corpus/{corpus}/test/{task}.parquet"),

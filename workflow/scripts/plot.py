@@ -6,5 +6,11 @@ from tttnn import logs
 from tttnn.plots import plot_all
 
 logs.to_file(snakemake.log[0])
-plot_all(pd.read_csv(snakemake.input.curves), pd.read_csv(snakemake.input.costs), snakemake.params.models,
-         snakemake.params.names, snakemake.output.pdf, snakemake.output.png)  # fmt: skip
+plot_all(
+    pd.read_csv(snakemake.input.curves),
+    pd.read_csv(snakemake.input.costs),
+    snakemake.params.models,
+    snakemake.params.names,
+    snakemake.output.pdf,
+    snakemake.output.png,
+)

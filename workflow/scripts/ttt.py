@@ -6,5 +6,14 @@ logs.to_file(snakemake.log[0])
 logs.set_threads(snakemake.threads)
 p = snakemake.params
 with logs.cpu_slot(snakemake.threads):
-    steps.run_ttt(snakemake.input.model, snakemake.input.neighbors, snakemake.input.test, snakemake.output[0],
-                  p.ttt, p.query, p.split_max_tokens, p.device, p.dtype)  # fmt: skip
+    steps.run_ttt(
+        snakemake.input.model,
+        snakemake.input.neighbors,
+        snakemake.input.test,
+        snakemake.output[0],
+        p.ttt,
+        p.query,
+        p.split_max_tokens,
+        p.device,
+        p.dtype,
+    )
