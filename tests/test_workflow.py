@@ -118,13 +118,13 @@ def test_end_to_end_outputs_are_sane(e2e):
     for name in ("bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"):
         for ext in ("pdf", "png"):
             assert (res / f"figures/test/{name}.{ext}").stat().st_size > 5000
-    nb = pd.read_parquet(res / "neighbors/minipile-tiny/minilm/ivfpq/github.parquet")
+    nb = pd.read_parquet(res / "neighbors/minipile-tiny/minilm-w64s64/ivfpq/test/github.parquet")
     assert nb.groupby("query_id").size().max() == k
     assert (nb.groupby("query_id")["distance"].apply(lambda d: d.is_monotonic_increasing)).all()
     # re-ranking every candidate makes the compressed index's neighbours the exact ones
-    emb = np.concatenate([np.load(res / f"embeddings/minipile-tiny/minilm/{s}.npy") for s in ("000", "001")])
-    chunks = pd.concat([pd.read_parquet(res / f"chunks/minipile-tiny/{s}.parquet") for s in ("000", "001")])
-    q = np.load(res / "embeddings/minipile-tiny/minilm/queries/github.npy")
+    emb = np.concatenate([np.load(res / f"embeddings/minipile-tiny/minilm-w64s64/{s}.npy") for s in ("000", "001")])
+    chunks = pd.concat([pd.read_parquet(res / f"chunks/minipile-tiny/minilm-w64s64/{s}.parquet") for s in ("000", "001")])
+    q = np.load(res / "embeddings/minipile-tiny/minilm-w64s64/queries/test/github.npy")
     test = pd.read_parquet(res / "corpus/minipile-tiny/test/github.parquet")
     for i, doc_id in enumerate(test["doc_id"]):
         d = np.sort(((emb - q[i]) ** 2).sum(1))[:k]

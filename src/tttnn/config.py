@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .settings import TTTConfig
 from .tasks import MINIPILE_TASKS, PILE_TASKS
@@ -24,8 +28,139 @@ def _check_model_path(key: str, path: str) -> None:
     looks_local = path.startswith(("/", ".", "~")) or path.endswith(".gguf") or Path(path).exists()
     if looks_local and not Path(path).expanduser().exists():
         raise ConfigError(f"{key}: local model path {path!r} does not exist")
+    p = Path(path).expanduser()
+    if looks_local and p.is_dir() and not (p / "config.json").is_file() and not (p / "modules.json").is_file():
+        raise ConfigError(f"{key}: {path!r} is a directory without config.json: not a saved model")
+    if not looks_local and HUB_ID.match(path) and _offline() and not _hub_cached(path):
+        raise ConfigError(f"{key}: {path!r} is a hub id, but HF_HUB_OFFLINE is set and it is not in the local cache")
     if not looks_local and not HUB_ID.match(path):
         raise ConfigError(f"{key}: {path!r} is neither an existing path nor a hub id like 'gpt2' or 'org/name'")
+
+
+def coerce_overrides(config: dict[str, Any], schema_path: str | os.PathLike) -> None:
+    """Parse strings where the schema wants numbers, booleans or lists, in place.
+
+    ``--config "retrieve={k: 5}"`` reaches the workflow as ``{"k": "5"}`` (Snakemake reads nested values
+    as plain strings); YAML-parsing such strings makes nested command-line overrides work.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def types(node: dict[str, Any]) -> set[str]:
+        t = node.get("type", [])
+        out = {t} if isinstance(t, str) else set(t)
+        if "enum" in node:
+            out |= {type(v).__name__.replace("str", "string") for v in node["enum"]}
+        return out
+
+    def walk(value: Any, node: dict[str, Any]) -> Any:
+        if isinstance(value, str) and node and "string" not in types(node) and types(node):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            extra = node.get("additionalProperties")
+            for k in list(value):
+                sub = props.get(k, extra if isinstance(extra, dict) else {})
+                value[k] = walk(value[k], sub)
+        elif isinstance(value, list) and isinstance(node.get("items"), dict):
+            value = [walk(v, node["items"]) for v in value]
+        return value
+
+    walk(config, schema)
+
+
+def chunking_key(config: dict[str, Any]) -> str:
+    """The folder name of chunks, embeddings and indexes: the embedder's name and the chunking settings.
+
+    Chunks are cut with the embedder's tokenizer, so two embedders (or two chunk sizes) never share them.
+    """
+    chunk = config.get("chunk", {})
+    emb = config["embedder"]
+    if chunk.get("mode", "document") == "document":
+        return f"{emb['name']}-doc"
+    size = chunk.get("size", 256)
+    return f"{emb['name']}-w{size}s{chunk.get('stride') or size}"
+
+
+def report_name(config: dict[str, Any]) -> str:
+    """The run's name for tables and figures; a run restricted with ``tasks`` gets its own (``run+task+...``)."""
+    tasks = config.get("tasks")
+    if not tasks or list(tasks) == list(config["corpus"]["tasks"]):
+        return config["run"]
+    return "+".join([config["run"], *tasks])
+
+
+def method_names(config: dict[str, Any]) -> list[str]:
+    """Result folder names of the baselines and ablations the config enables (see ``methods`` in the schema)."""
+    m = config.get("methods") or {}
+    names = []
+    if m.get("incontext") is not None:
+        names.append("incontext")
+    if m.get("interpolation") is not None:
+        names += ["interpolation", "interpolation_valid"]
+    if m.get("dynamic_eval") is not None:
+        names.append("dynamic_eval")
+    if m.get("order") is not None:
+        names += [f"order-{o}" for o in m["order"].get("orders", ["farthest", "batch"])]
+    if m.get("index_size") is not None:
+        names += [f"index_size-{n}" for n in index_size_shards(config)]
+    return names
+
+
+def index_size_shards(config: dict[str, Any]) -> list[int]:
+    """Numbers of shards of the index-size ablation (fractions of ``corpus.n_shards``; all shards = the TTT run)."""
+    n = config["corpus"]["n_shards"]
+    fracs = (config.get("methods") or {}).get("index_size", {}).get("fractions", [0.125, 0.25, 0.5])
+    return sorted({max(1, round(f * n)) for f in fracs} - {n})
+
+
+def embedder_dim(spec: str) -> int | None:
+    """The embedding dimension of a local (or package) sentence-transformers/HF model, if it can be read cheaply."""
+    import json
+
+    from .models import resolve_spec
+
+    try:
+        path = Path(resolve_spec(spec))
+    except FileNotFoundError:
+        return None
+    dims = [json.loads(c.read_text()).get("out_features") for c in sorted(path.glob("*_Dense/config.json"))]
+    if dims and dims[-1]:
+        return int(dims[-1])
+    for cfg in (path / "config.json", path / "0_Transformer/config.json"):
+        if cfg.is_file():
+            return json.loads(cfg.read_text()).get("hidden_size")
+    return None
+
+
+def check_factory(factory: str, key: str = "index.factory", dim: int | None = None) -> None:
+    """Let faiss build the index on the embedder's dimension when known, else a dimension its PQ accepts."""
+    import faiss
+
+    m = re.search(r"PQ(\d+)", factory)
+    d = dim or (int(m.group(1)) * 4 if m else 64)
+    try:
+        faiss.index_factory(d, factory)
+    except Exception as err:  # faiss raises RuntimeError with its C++ message
+        msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{key}: faiss cannot build {factory!r} for {d}-dim vectors: {msg}") from err
+    ivf = re.search(r"IVF(\d+)", factory)
+    if ivf and int(ivf.group(1)) > 1_000_000:
+        raise ConfigError(f"{key}: {factory!r} asks for {ivf.group(1)} inverted lists; that needs far more vectors")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ) not in ("0", "", "false")
+
+
+def _hub_cached(repo: str) -> bool:
+    """Whether a hub id is in the local Hugging Face cache (usable offline)."""
+    home = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    return (home.expanduser() / f"models--{repo.replace('/', '--')}").is_dir()
 
 
 def ttt_config(config: dict[str, Any], model: str) -> TTTConfig:
@@ -64,6 +199,10 @@ def check_config(config: dict[str, Any]) -> None:
                     raise ConfigError(f"corpus.pile.{split}: file {src!r} does not exist")
     if config["retrieve"]["k"] < 1:
         raise ConfigError("retrieve.k: must be at least 1")
+    check_factory(config["index"].get("factory", "Flat"), dim=embedder_dim(config["embedder"]["path"]))
+    methods = config.get("methods") or {}
+    if methods.get("interpolation") is not None and config["corpus"].get("n_valid_docs", 0) < 1:
+        raise ConfigError("methods.interpolation: needs corpus.n_valid_docs >= 1 (alpha is chosen on held-out documents)")
     for name, spec in config["models"].items():
         _check_model_path(f"models.{name}.path", spec["path"])
         cfg = ttt_config(config, name)

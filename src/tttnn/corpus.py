@@ -6,6 +6,7 @@ Later steps read only these files, never the source again.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -64,26 +65,72 @@ class _Reservoir:
         return [it for _, it in sorted(self.items, key=lambda x: x[0])]
 
 
-def _pile_records(source: str | Sequence[str], split: str) -> Iterator[dict]:
-    """Stream ``{text, task}`` from a hub id or local Pile-format ``.jsonl``/``.jsonl.zst`` files."""
-    import datasets
+def _open_text_lines(path: Path) -> Iterator[bytes]:
+    """Raw lines of a ``.jsonl`` or ``.jsonl.zst`` file (decoded later, so a bad byte can name its line)."""
+    if path.suffix == ".zst":
+        import io
 
+        import zstandard
+
+        with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as z:
+            yield from io.BufferedReader(z)
+    else:
+        with open(path, "rb") as fh:
+            yield from fh
+
+
+def _local_records(files: Sequence[str], bad: list[str], skip_bad: bool) -> Iterator[dict]:
+    """Pile-format records of local files; a record that is not UTF-8 JSON names its file and line."""
+    for f in files:
+        for lineno, raw in enumerate(_open_text_lines(Path(f)), start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                where = f"{f}:{lineno}: {type(err).__name__}: {err}"
+                if not skip_bad:
+                    raise ValueError(f"{where} (set corpus.skip_bad_records: true to skip such records)") from err
+                bad.append(where)
+                log.warning("skipping a bad record: %s", where)
+                continue
+            yield {**row, "_where": f"{f}:{lineno}"}
+
+
+def _pile_records(source: str | Sequence[str], split: str, bad: list[str] | None = None, skip_bad: bool = False):
+    """Stream ``{text, task}`` from a hub id or local Pile-format ``.jsonl``/``.jsonl.zst`` files."""
     files = [source] if isinstance(source, str) else list(source)
     local = [f for f in files if Path(f).exists()]
     if local and len(local) != len(files):
         raise FileNotFoundError(f"Pile files not found: {sorted(set(files) - set(local))}")
     if local:
-        ds = datasets.load_dataset("json", data_files=local, split="train", streaming=True)
+        rows: Iterator[dict] = _local_records(local, bad if bad is not None else [], skip_bad)
     elif len(files) == 1 and re.fullmatch(r"[\w.-]+/[\w.-]+", files[0]):
-        ds = datasets.load_dataset(files[0], split=split, streaming=True)
+        import datasets
+
+        rows = datasets.load_dataset(files[0], split=split, streaming=True)
     else:
         raise FileNotFoundError(f"Pile source {files} is neither local files nor a hub id")
-    for i, row in enumerate(ds):
+    for i, row in enumerate(rows):
         meta = row.get("meta") or {}
         name = meta.get("pile_set_name") if isinstance(meta, dict) else None
-        if name is None or "text" not in row:
-            raise ValueError(f"{files}: record {i} lacks text or meta.pile_set_name")
+        where = row.get("_where", f"{files[0]} record {i}")
+        if name is None or not isinstance(row.get("text"), str):
+            raise ValueError(f"{where}: record lacks a text string or meta.pile_set_name")
         yield {"task": pile_slug(name), "text": row["text"], "index": i}
+
+
+def drop_empty(df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """Documents with no visible text cannot be scored or embedded: drop them, returning their ids."""
+    empty = df["text"].str.strip().eq("")
+    if empty.any():
+        log.warning(
+            "%s: dropping %d empty or whitespace-only documents: %s",
+            what,
+            int(empty.sum()),
+            df.loc[empty, "doc_id"].tolist()[:10],
+        )
+    return df[~empty].reset_index(drop=True), df.loc[empty, "doc_id"].tolist()
 
 
 def build_pile(
@@ -93,16 +140,22 @@ def build_pile(
     n_test_docs: int,
     max_train_docs: int | None,
     seed: int = 1216,
+    bad: list[str] | None = None,
+    skip_bad: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task."""
+    """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task.
+
+    Bad records (not UTF-8 JSON) fail naming file and line, or with ``skip_bad`` are listed in ``bad``.
+    Empty test documents are never sampled (they cannot be scored), so every sampled one is usable.
+    """
     train_rows = []
-    for r in _pile_records(train_source, "train"):
+    for r in _pile_records(train_source, "train", bad, skip_bad):
         if max_train_docs is not None and len(train_rows) >= max_train_docs:
             break
         train_rows.append({"doc_id": f"train-{r['index']}", "task": r["task"], "text": r["text"]})
     pools = {t: _Reservoir(n_test_docs, random.Random(f"{seed}:{t}")) for t in tasks}
-    for r in _pile_records(test_source, "test"):
-        if r["task"] in pools:
+    for r in _pile_records(test_source, "test", bad, skip_bad):
+        if r["task"] in pools and r["text"].strip():
             pools[r["task"]].add(r)
     test_rows = []
     for task, pool in pools.items():

@@ -20,6 +20,15 @@ def build_index(
     index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_L2)
     if not index.is_trained:
         n = len(x) if train_size is None else min(len(x), train_size)
+        try:
+            nlist = faiss.extract_index_ivf(index).nlist
+        except RuntimeError:
+            nlist = 0
+        if nlist > n:
+            raise ValueError(
+                f"index.factory {factory!r}: {nlist} inverted lists need at least as many training vectors, "
+                f"but this shard has {n}; use fewer lists (e.g. IVF{max(1, n // 39)}) or more data"
+            )
         sample = x[np.random.default_rng(seed).choice(len(x), n, replace=False)] if n < len(x) else x
         log.info("training %s on %d vectors", factory, len(sample))
         index.train(sample)

@@ -99,3 +99,31 @@ def pile_weighted(values: Mapping[str, float], weights: Mapping[str, float] = PI
         raise ValueError(f"none of the tasks {sorted(values)} has a Pile weight")
     total = sum(weights[t] for t in known)
     return sum(weights[t] * v for t, v in known.items()) / total
+
+
+@torch.no_grad()
+def windows_token_logprobs(
+    model: torch.nn.Module, windows: Sequence[Window], batch_size: int = 8
+) -> list[torch.Tensor]:
+    """Per-target log-probabilities (float32, CPU) of each window, in window order.
+
+    Batches exactly as :func:`windows_loglik` does (equal-length windows share a forward pass), so
+    ``float(t.sum().double())`` of window ``i``'s tensor is the term that function adds for it;
+    token-level methods (interpolation) thus score exactly the tokens the rolling metric scores.
+    """
+    device = next(model.parameters()).device
+    by_len: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_len.setdefault(len(w.input_ids), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(windows)
+    for group in by_len.values():
+        for j in range(0, len(group), batch_size):
+            idx = group[j : j + batch_size]
+            ids = torch.tensor([windows[i].input_ids for i in idx], device=device)
+            logits = model(input_ids=ids).logits
+            for row, i in enumerate(idx):
+                m = len(windows[i].targets)
+                logp = F.log_softmax(logits[row, -m:, :].float(), dim=-1)
+                tgt = torch.tensor(windows[i].targets, device=device)
+                out[i] = logp.gather(1, tgt[:, None])[:, 0].cpu()
+    return [t for t in out if t is not None]

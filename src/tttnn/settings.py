@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -23,6 +25,11 @@ class TTTConfig(BaseModel):
     seed: int = 0
     eval_batch_size: int = Field(4, ge=1)
     prefix_token: str | None = None
+    # how the loop is run; none of these is a hyper-parameter of the method
+    batch_documents: int = Field(1, ge=1)  # documents advanced in lock-step (own weights and AdamW each); same results
+    dtype: Literal["float32", "bfloat16", "bfloat16-pure"] = "float32"  # bf16 autocast / bf16 weights + fp32 master
+    tf32: bool = False  # CUDA only: TF32 matmuls for float32 work
+    compile: bool = False  # torch.compile the forward pass (CUDA; slow to start)
 
     def checkpoints(self) -> list[int]:
         """Neighbour counts after which the document is evaluated (0 = before any training)."""

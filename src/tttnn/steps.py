@@ -20,16 +20,37 @@ from .io import write_npy, write_parquet
 log = logging.getLogger(__name__)
 
 
-def build_corpus(corpus: dict[str, Any], out_train: Sequence[str], out_test: Sequence[str]) -> None:
-    """Corpus source -> train shards and per-task test files (test files in ``corpus.tasks`` order)."""
-    from .corpus import build_pile, write_shards
+def split_heldout(test: pd.DataFrame, n_test: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per task, the first ``n_test`` sampled documents are the test set and the rest the validation set."""
+    rank = test.groupby("task", sort=False).cumcount()
+    return test[rank < n_test].reset_index(drop=True), test[rank >= n_test].reset_index(drop=True)
+
+
+def build_corpus(
+    corpus: dict[str, Any],
+    out_train: Sequence[str],
+    out_test: Sequence[str],
+    out_valid: Sequence[str] = (),
+    out_manifest: str | None = None,
+) -> None:
+    """Corpus source -> train shards, per-task test and validation files (in ``corpus.tasks`` order), manifest.
+
+    Validation documents are sampled like test documents and held out of the index too; methods that
+    tune a parameter (interpolation's alpha) choose it there, never on the test documents.
+    """
+    import json
+
+    from .corpus import build_pile, drop_empty, write_shards
+    from .io import write_text
     from .minipile import build_minipile
 
     tasks = corpus["tasks"]
+    n_test, n_valid = corpus["n_test_docs"], corpus.get("n_valid_docs", 0) if out_valid else 0
+    bad: list[str] = []
     if corpus["source"] == "minipile":
         train, test = build_minipile(
             tasks=tasks,
-            n_test_docs=corpus["n_test_docs"],
+            n_test_docs=n_test + n_valid,
             max_train_docs=corpus["max_train_docs"],
             seed=corpus["seed"],
             **corpus.get("minipile", {}),
@@ -37,15 +58,37 @@ def build_corpus(corpus: dict[str, Any], out_train: Sequence[str], out_test: Seq
     else:
         pile = corpus["pile"]
         train, test = build_pile(
-            pile["train"], pile["test"], tasks, corpus["n_test_docs"], corpus["max_train_docs"], corpus["seed"]
+            pile["train"],
+            pile["test"],
+            tasks,
+            n_test + n_valid,
+            corpus["max_train_docs"],
+            corpus["seed"],
+            bad=bad,
+            skip_bad=corpus.get("skip_bad_records", False),
         )
+    train, empty_train = drop_empty(train, "train documents")
+    test, empty_test = drop_empty(test, "test documents")
+    test, valid = split_heldout(test, n_test)
     log.info(
-        "%d train documents over %d shards; test documents per task: %s",
+        "%d train documents over %d shards; test documents per task: %s; validation: %s",
         len(train),
         len(out_train),
         test.groupby("task").size().to_dict(),
+        valid.groupby("task").size().to_dict(),
     )
     write_shards(train, test, list(out_train), dict(zip(tasks, out_test)))
+    if out_valid:
+        write_shards(train.iloc[:0], valid, [], dict(zip(tasks, out_valid)))
+    if out_manifest:
+        manifest = {
+            "train_docs": len(train),
+            "test_docs": test.groupby("task").size().to_dict(),
+            "valid_docs": valid.groupby("task").size().to_dict(),
+            "skipped_bad_records": {"count": len(bad), "where": bad[:100]},
+            "dropped_empty": {"train": empty_train, "test": empty_test},
+        }
+        write_text(json.dumps(manifest, indent=1), out_manifest)
 
 
 def chunk_shard(in_path: str, out_path: str, chunk: dict[str, Any], tokenizer_spec: str) -> None:
@@ -155,21 +198,42 @@ def search_shard(
     write_parquet(out, out_path)
 
 
-def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int) -> None:
-    """The reduce step: global top-k per query from every shard's list."""
+def count_rows(paths: Sequence[str]) -> int:
+    """Rows of parquet files, from their metadata (nothing is read)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, chunks: Sequence[str] = ()) -> None:
+    """The reduce step: global top-k per query from every shard's list.
+
+    ``k`` above the number of chunks in the whole index fails here, naming both numbers, instead of
+    letting every document record checkpoints past the neighbours it could ever train on.
+    """
     from .retrieve import merge_neighbors, queries_without
 
+    if chunks:
+        total = count_rows(chunks)
+        if total < k:
+            raise ValueError(
+                f"retrieve.k = {k}, but the index holds only {total} chunks in {len(chunks)} shards: "
+                f"lower retrieve.k to at most {total}"
+            )
     qids = pd.read_parquet(test_path)["doc_id"].tolist()
     merged = merge_neighbors([pd.read_parquet(p) for p in parts], qids, k)
     lacking = queries_without(merged, qids)
     if lacking:
         log.warning(
-            "%d queries have no neighbour after filtering (they are evaluated at n = 0 only): %s", len(lacking), lacking
+            "%d queries have no neighbour after filtering (they are evaluated at n = 0 only): %s",
+            len(lacking),
+            lacking,
         )
     short = merged.groupby("query_id").size()
     log.info(
-        "%d queries; neighbours per query: min %d, max %d",
+        "%d queries from %d shards; neighbours per query: min %d, max %d",
         len(qids),
+        len(parts),
         short.min() if len(short) else 0,
         short.max() if len(short) else 0,
     )

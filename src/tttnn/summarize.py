@@ -32,16 +32,36 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
+def aligned_logliks(recs: Sequence[dict[str, Any]]) -> tuple[list[int], np.ndarray]:
+    """Checkpoints of a task's documents and their log-likelihoods (docs x checkpoints).
+
+    A document with fewer neighbours than k stops at its last neighbour (its model no longer changes), so
+    its value at a later checkpoint is its last one: carried forward here, never stored in the results.
+    """
+    cps = sorted({n for r in recs for n in r["checkpoints"]})
+    ll = np.empty((len(recs), len(cps)))
+    for i, r in enumerate(recs):
+        own = dict(zip(r["checkpoints"], r["loglik"]))
+        if 0 not in own:
+            raise ValueError(f"document {r.get('doc_id')} has no evaluation at n = 0")
+        last = own[0]
+        for j, n in enumerate(cps):
+            last = own.get(n, last)
+            ll[i, j] = last
+    return cps, ll
+
+
+def bootstrap_bpb(ll: np.ndarray, nb: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap samples (B x columns) of bpb as a ratio of sums over resampled documents."""
+    idx = rng.integers(0, len(nb), size=(B, len(nb)))
+    return -ll[idx].sum(1) / (nb[idx].sum(1)[:, None] * math.log(2))
+
+
 def _task_curves(recs: list[dict[str, Any]], B: int, rng: np.random.Generator):
     """Point values and bootstrap samples of bpb per checkpoint for one (model, task)."""
-    cps = recs[0]["checkpoints"]
-    if any(r["checkpoints"] != cps for r in recs):
-        raise ValueError("documents of one task were evaluated at different checkpoints")
-    ll = np.array([r["loglik"] for r in recs], dtype=np.float64)  # docs x checkpoints
+    cps, ll = aligned_logliks(recs)
     nb = np.array([r["n_bytes"] for r in recs], dtype=np.float64)
-    idx = rng.integers(0, len(recs), size=(B, len(recs)))
-    boot = -ll[idx].sum(1) / (nb[idx].sum(1)[:, None] * math.log(2))  # B x checkpoints
-    return cps, ll, nb, boot
+    return cps, ll, nb, bootstrap_bpb(ll, nb, B, rng)
 
 
 def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0):

@@ -17,6 +17,7 @@ import torch
 from . import resume
 from .metrics import count_bytes, count_words, document_loglik, rolling_windows
 from .models import prefix_token_id, tokenize
+from .precision import setup_precision
 from .resume import Document
 from .settings import TTTConfig
 
@@ -51,8 +52,17 @@ class TTTRunner:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.device = next(model.parameters()).device
         self.prefix = prefix_token_id(tokenizer, cfg.prefix_token)
+        self.precision = setup_precision(cfg, self.device)
         self.pristine = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        if self.precision.master:  # bf16 weights in the model, float32 master copy in the optimizer
+            model.to(self.precision.weight_dtype)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.master: list[torch.Tensor] | None = None
+        if self.precision.master:
+            self.master = [self.pristine[n].float().clone() for n in self.param_names]
+        self.forward_model = self.precision.maybe_compile(model)
         self.optimizer: torch.optim.Optimizer | None = None
 
     def restore_weights(self) -> None:
@@ -60,13 +70,15 @@ class TTTRunner:
         with torch.no_grad():
             for k, v in self.model.state_dict().items():
                 v.copy_(self.pristine[k])
+            for n, m in zip(self.param_names, self.master or []):
+                m.copy_(self.pristine[n])
 
     def reset(self) -> None:
         """Pristine weights; a fresh optimizer unless ``reset_optimizer`` is off (the authors' code)."""
         self.restore_weights()
         if self.optimizer is None or self.cfg.reset_optimizer:
             self.optimizer = torch.optim.AdamW(
-                self.params,
+                self.master if self.master is not None else self.params,
                 lr=self.cfg.lr,
                 betas=self.cfg.betas,
                 eps=self.cfg.eps,
@@ -76,7 +88,10 @@ class TTTRunner:
     def evaluate(self, tokens: Sequence[int]) -> float:
         """Rolling log-likelihood of the document under the current weights (eval mode)."""
         self.model.eval()
-        return document_loglik(self.model, tokens, self.prefix, self.cfg.max_length, self.cfg.eval_batch_size)
+        with self.precision.autocast():
+            return document_loglik(
+                self.forward_model, tokens, self.prefix, self.cfg.max_length, self.cfg.eval_batch_size
+            )
 
     def train_windows(self, text: str) -> list[list[int]]:
         """The neighbour's token windows (disjoint, ``max_length`` each, capped in number)."""
@@ -92,21 +107,39 @@ class TTTRunner:
         assert self.optimizer is not None
         self.model.train()
         ids = torch.tensor([window], device=self.device)
-        loss = self.model(input_ids=ids, labels=ids).loss
+        with self.precision.autocast():
+            loss = self.forward_model(input_ids=ids, labels=ids).loss
         if not torch.isfinite(loss):
             log.warning("non-finite training loss %s: step skipped", float(loss.detach()))
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             return float(loss.detach()), float("nan"), False
         loss.backward()
+        opt_params = self.params
+        if self.master is not None:
+            for m, p in zip(self.master, self.params):
+                m.grad = p.grad.float() if p.grad is not None else None
+                p.grad = None
+            opt_params = self.master
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(opt_params, clip)
         if not torch.isfinite(gnorm):
             log.warning("non-finite gradient norm: step skipped")
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             return float(loss.detach()), float(gnorm), False
         self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.master is not None:
+            with torch.no_grad():
+                for m, p in zip(self.master, self.params):
+                    p.copy_(m)
+        self._zero_grad()
         return float(loss.detach()), float(gnorm), True
+
+    def _zero_grad(self) -> None:
+        """Drop the gradients of the model and of the master copy."""
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:
+            p.grad = None
 
     def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
         """TTT on each document in turn (the batch-1 loop; :mod:`tttnn.batched` advances many at once)."""
@@ -123,24 +156,9 @@ class TTTRunner:
         t0 = time.perf_counter()
         self.reset()
         _sync(dev)
-        rec: dict[str, Any] = {
-            "doc_id": doc_id,
-            "n_bytes": count_bytes(text),
-            "n_words": count_words(text),
-            "n_tokens": len(tokens),
-            "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
-            "n_neighbors": min(len(neighbors), cfg.k),
-            "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
-            "distances": [n.distance for n in neighbors[: cfg.k]],
-            "checkpoints": [],
-            "loglik": [],
-            "train_loss": [],
-            "grad_norm": [],
-            "skipped_steps": 0,
-            "train_tokens": [],
-            "seconds": {"reset": time.perf_counter() - t0, "train": [], "eval": []},
-        }
-        checkpoints = cfg.checkpoints()
+        rec = self.new_record(doc_id, text, tokens, neighbors)
+        rec["seconds"]["reset"] = time.perf_counter() - t0
+        checkpoints = self.cfg.checkpoints()
 
         def checkpoint(n: int) -> None:
             t = time.perf_counter()
@@ -168,10 +186,40 @@ class TTTRunner:
                 if n in checkpoints:
                     checkpoint(n)
             elif n in checkpoints:  # fewer neighbours than k: the model no longer changes
-                rec["checkpoints"].append(n)
-                rec["loglik"].append(rec["loglik"][-1])
-                rec["seconds"]["eval"].append(0.0)
-        # json cannot hold NaN portably: write null
+                self.repeat_checkpoint(rec, n)
+        return self.finish_record(rec)
+
+    def new_record(self, doc_id: str, text: str, tokens: Sequence[int], neighbors: Sequence[Neighbor]) -> dict[str, Any]:
+        """A document's result record before any checkpoint (shared with the batched runner)."""
+        cfg = self.cfg
+        return {
+            "doc_id": doc_id,
+            "n_bytes": count_bytes(text),
+            "n_words": count_words(text),
+            "n_tokens": len(tokens),
+            "n_windows": sum(1 for _ in rolling_windows(tokens, 0, cfg.max_length)),
+            "n_neighbors": min(len(neighbors), cfg.k),
+            "neighbors": [n.chunk_id for n in neighbors[: cfg.k]],
+            "distances": [n.distance for n in neighbors[: cfg.k]],
+            "checkpoints": [],
+            "loglik": [],
+            "train_loss": [],
+            "grad_norm": [],
+            "skipped_steps": 0,
+            "train_tokens": [],
+            "seconds": {"reset": 0.0, "train": [], "eval": []},
+        }
+
+    @staticmethod
+    def repeat_checkpoint(rec: dict[str, Any], n: int) -> None:
+        """Checkpoint ``n`` after the document ran out of neighbours: the model no longer changes."""
+        rec["checkpoints"].append(n)
+        rec["loglik"].append(rec["loglik"][-1])
+        rec["seconds"]["eval"].append(0.0)
+
+    @staticmethod
+    def finish_record(rec: dict[str, Any]) -> dict[str, Any]:
+        """Replace NaN by null, which json holds portably."""
         rec["train_loss"] = [[x if math.isfinite(x) else None for x in r] for r in rec["train_loss"]]
         rec["grad_norm"] = [[x if math.isfinite(x) else None for x in r] for r in rec["grad_norm"]]
         rec["distances"] = [d if math.isfinite(d) else None for d in rec["distances"]]

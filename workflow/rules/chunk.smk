@@ -1,12 +1,16 @@
+# Chunks are cut with the embedder's tokenizer: their folder ({embedder}) names the embedder and the
+# chunking settings, so several embedders' chunks, embeddings and indexes live side by side.
+
+
 rule chunk:
     input:
         R("corpus/{corpus}/train/{shard}.parquet"),
     output:
-        R("chunks/{corpus}/{shard}.parquet"),
+        R("chunks/{corpus}/{embedder}/{shard}.parquet"),
     log:
-        R("logs/chunk/{corpus}/{shard}.log"),
+        R("logs/chunk/{corpus}/{embedder}/{shard}.log"),
     benchmark:
-        R("benchmarks/chunk/{corpus}/{shard}.tsv")
+        R("benchmarks/chunk/{corpus}/{embedder}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 1

@@ -3,9 +3,10 @@ import os
 
 from snakemake.utils import validate
 
-from tttnn.config import check_config, ttt_config
+from tttnn.config import check_config, chunking_key, coerce_overrides, method_names, report_name, ttt_config
 from tttnn.tasks import shard_names
 
+coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
@@ -15,11 +16,17 @@ RUN = config["run"]
 CORPUS = config["corpus"]["name"]
 ALL_TASKS = config["corpus"]["tasks"]
 TASKS = config["tasks"] or ALL_TASKS
+# a run restricted to some tasks writes its tables and figures under its own name, never over the full run's
+REPORT = report_name(config)
 SHARDS = shard_names(config["corpus"]["n_shards"])
-EMBEDDER = config["embedder"]["name"]
+# chunks, embeddings and indexes are keyed by the embedder and the chunking settings, so several coexist
+EMBEDDER = chunking_key(config)
 INDEX = config["index"]["name"]
 MODELS = list(config["models"])
+TRAINED = [m for m, spec in config["models"].items() if spec.get("train", True)]
+METHODS = method_names(config)
 FIGURES = ["bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"]
+METHOD_FIGURES = ["methods", "order", "index_size"]
 RETRIEVAL = f"{CORPUS}/{EMBEDDER}/{INDEX}"
 
 
@@ -27,10 +34,13 @@ wildcard_constraints:
     shard=r"\d+",
     task=r"[a-z0-9-]+",
     model=r"[A-Za-z0-9_.-]+",
-    run=r"[A-Za-z0-9_.-]+",
+    run=r"[A-Za-z0-9_.+-]+",
     corpus=r"[A-Za-z0-9_.-]+",
     embedder=r"[A-Za-z0-9_.-]+",
     faiss_index=r"[A-Za-z0-9_.-]+",
+    split=r"test|valid",
+    nshards=r"\d+",
+    order=r"farthest|batch",
 
 
 def R(path):
@@ -40,6 +50,14 @@ def R(path):
 
 def model_source(wildcards):
     return config["models"][wildcards.model]["path"]
+
+
+def model_dtype(wildcards):
+    return config["models"][wildcards.model].get("dtype", config["ttt"]["dtype"])
+
+
+def model_mem(wildcards):
+    return config["models"][wildcards.model].get("mem_mb", config["ttt"]["mem_mb"])
 
 
 def model_ttt(wildcards):
@@ -60,14 +78,30 @@ def shard_vectors(wildcards):
     return []
 
 
+def subset_parts(wildcards):
+    """The map outputs of the first ``nshards`` shards (the index-size ablation reuses them)."""
+    n = int(wildcards.nshards)
+    return expand(
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.parquet"),
+        shard=SHARDS[:n],
+        allow_missing=True,
+    )
+
+
 def ttt_results():
     return expand(R("ttt/{run}/{model}/{task}.jsonl"), run=RUN, model=MODELS, task=TASKS)
 
 
+def method_results():
+    """Every baseline and ablation result of the trained models (see the methods section of the config)."""
+    return expand(R("baselines/{run}/{model}/{method}/{task}.jsonl"), run=RUN, model=TRAINED, method=METHODS, task=TASKS)
+
+
 def figure_targets():
-    return expand(R("figures/{run}/{name}.{ext}"), run=RUN, name=FIGURES, ext=["pdf", "png"])
+    names = FIGURES + (METHOD_FIGURES if METHODS else [])
+    return expand(R("figures/{run}/{name}.{ext}"), run=REPORT, name=names, ext=["pdf", "png"])
 
 
 def all_targets():
-    tables = expand(R("tables/{run}/{name}.csv"), run=RUN, name=["summary", "curves", "costs"])
-    return figure_targets() + tables
+    tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else [])
+    return figure_targets() + expand(R("tables/{run}/{name}.csv"), run=REPORT, name=tables)

@@ -1,6 +1,6 @@
 rule embed:
     input:
-        R("chunks/{corpus}/{shard}.parquet"),
+        R("chunks/{corpus}/{embedder}/{shard}.parquet"),
     output:
         R("embeddings/{corpus}/{embedder}/{shard}.npy"),
     log:
@@ -22,13 +22,13 @@ rule embed:
 
 rule embed_queries:
     input:
-        R("corpus/{corpus}/test/{task}.parquet"),
+        R("corpus/{corpus}/{split}/{task}.parquet"),
     output:
-        R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
+        R("embeddings/{corpus}/{embedder}/queries/{split}/{task}.npy"),
     log:
-        R("logs/embed/{corpus}/{embedder}/queries/{task}.log"),
+        R("logs/embed/{corpus}/{embedder}/queries/{split}/{task}.log"),
     benchmark:
-        R("benchmarks/embed/{corpus}/{embedder}/queries/{task}.tsv")
+        R("benchmarks/embed/{corpus}/{embedder}/queries/{split}/{task}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

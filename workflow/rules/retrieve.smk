@@ -1,20 +1,21 @@
 # Map: search one shard for all queries of a task. Reduce: merge the shards' lists into a global top-k.
+# {split} is test (the evaluated documents) or valid (held-out documents for choosing a method's parameter).
 
 
 rule search_shard:
     input:
         index=R("index/{corpus}/{embedder}/{faiss_index}/{shard}.faiss"),
-        chunks=R("chunks/{corpus}/{shard}.parquet"),
-        queries=R("embeddings/{corpus}/{embedder}/queries/{task}.npy"),
-        test=R("corpus/{corpus}/test/{task}.parquet"),
+        chunks=R("chunks/{corpus}/{embedder}/{shard}.parquet"),
+        queries=R("embeddings/{corpus}/{embedder}/queries/{split}/{task}.npy"),
+        test=R("corpus/{corpus}/{split}/{task}.parquet"),
         docs=shard_docs,
         vectors=shard_vectors,
     output:
-        R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.parquet"),
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.parquet"),
     log:
-        R("logs/search/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.log"),
+        R("logs/search/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.log"),
     benchmark:
-        R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{task}/{shard}.tsv")
+        R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -31,15 +32,35 @@ rule search_shard:
 
 rule retrieve:
     input:
-        parts=expand(
-            R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{task}}/{shard}.parquet"),
-            shard=SHARDS,
-        ),
-        test=R("corpus/{corpus}/test/{task}.parquet"),
+        parts=expand(R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{split}}/{{task}}/{shard}.parquet"), shard=SHARDS),
+        chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
+        test=R("corpus/{corpus}/{split}/{task}.parquet"),
     output:
-        R("neighbors/{corpus}/{embedder}/{faiss_index}/{task}.parquet"),
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/{task}.parquet"),
     log:
-        R("logs/retrieve/{corpus}/{embedder}/{faiss_index}/{task}.log"),
+        R("logs/retrieve/{corpus}/{embedder}/{faiss_index}/{split}/{task}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        k=config["retrieve"]["k"],
+    script:
+        "../scripts/retrieve.py"
+
+
+# The index-size ablation: the same queries against the first {nshards} shards only (reusing the map outputs).
+rule retrieve_subset:
+    input:
+        parts=subset_parts,
+        chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
+        test=R("corpus/{corpus}/{split}/{task}.parquet"),
+    output:
+        R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/shards-{nshards}/{task}.parquet"),
+    log:
+        R("logs/retrieve/{corpus}/{embedder}/{faiss_index}/{split}/shards-{nshards}/{task}.log"),
     conda:
         "../../envs/tttnn.yaml"
     threads: 1

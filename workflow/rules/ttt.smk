@@ -23,7 +23,7 @@ rule prepare_model:
 rule ttt:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/{{task}}.parquet"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
         test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
     output:
         R("ttt/{run}/{model}/{task}.jsonl"),
@@ -35,7 +35,7 @@ rule ttt:
         "../../envs/tttnn.yaml"
     threads: 2
     resources:
-        mem_mb=config["ttt"]["mem_mb"],
+        mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
         gpu=config["ttt"]["gpus"],
     params:
@@ -43,6 +43,6 @@ rule ttt:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         device=config["ttt"]["device"],
-        dtype=config["ttt"]["dtype"],
+        dtype=model_dtype,
     script:
         "../scripts/ttt.py"

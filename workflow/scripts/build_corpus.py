@@ -1,6 +1,7 @@
-"""Rule build_corpus: corpus source -> parquet shards."""
+"""Rule build_corpus: corpus source -> parquet shards, test and validation files, and a manifest."""
 
 from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
-steps.build_corpus(snakemake.params.corpus, snakemake.output.train, snakemake.output.test)
+out = snakemake.output
+steps.build_corpus(snakemake.params.corpus, out.train, out.test, out.valid, out.manifest)

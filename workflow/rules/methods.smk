@@ -1,0 +1,172 @@
+# Baselines and ablations of the paper, one rule each, for every trained model and task. Each writes one
+# JSONL line per document as it finishes (resumable, fingerprinted) with the same metric code as TTT.
+
+
+def method_params(name):
+    """What every method rule passes on: the method's config section and the model's TTT settings."""
+    methods = config["methods"]
+    return {
+        "method": name,
+        "settings": methods.get(name.split("-")[0].removesuffix("_valid")) or {},
+        "n_docs": methods.get("n_docs"),
+        "eval_at": methods.get("eval_at"),
+        "query": config["retrieve"]["query"],
+        "split_max_tokens": config["retrieve"]["split_max_tokens"],
+        "device": config["ttt"]["device"],
+    }
+
+
+rule incontext:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/incontext/{task}.jsonl"),
+    log:
+        R("logs/incontext/{run}/{model}/{task}.log"),
+    benchmark:
+        R("benchmarks/incontext/{run}/{model}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("incontext"),
+    script:
+        "../scripts/method.py"
+
+
+rule interpolation:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/interpolation/{task}.jsonl"),
+    log:
+        R("logs/interpolation/{run}/{model}/{task}.log"),
+    benchmark:
+        R("benchmarks/interpolation/{run}/{model}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("interpolation"),
+    script:
+        "../scripts/method.py"
+
+
+# the same on the held-out validation documents, where alpha is chosen
+rule interpolation_valid:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/valid/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/interpolation_valid/{task}.jsonl"),
+    log:
+        R("logs/interpolation_valid/{run}/{model}/{task}.log"),
+    benchmark:
+        R("benchmarks/interpolation_valid/{run}/{model}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("interpolation_valid"),
+    script:
+        "../scripts/method.py"
+
+
+rule dynamic_eval:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/dynamic_eval/{task}.jsonl"),
+    log:
+        R("logs/dynamic_eval/{run}/{model}/{task}.log"),
+    benchmark:
+        R("benchmarks/dynamic_eval/{run}/{model}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("dynamic_eval"),
+    script:
+        "../scripts/method.py"
+
+
+rule order:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/order-{order}/{task}.jsonl"),
+    log:
+        R("logs/order/{run}/{model}/{order}/{task}.log"),
+    benchmark:
+        R("benchmarks/order/{run}/{model}/{order}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("order"),
+    script:
+        "../scripts/method.py"
+
+
+rule index_size:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=R(f"neighbors/{RETRIEVAL}/test/shards-{{nshards}}/{{task}}.parquet"),
+        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+    output:
+        R("baselines/{run}/{model}/index_size-{nshards}/{task}.jsonl"),
+    log:
+        R("logs/index_size/{run}/{model}/{nshards}/{task}.log"),
+    benchmark:
+        R("benchmarks/index_size/{run}/{model}/{nshards}/{task}.tsv")
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        dtype=model_dtype,
+        **method_params("index_size"),
+    script:
+        "../scripts/method.py"
