@@ -55,7 +55,8 @@ def test_token_logprobs_sum_to_the_rolling_loglik(tiny_model):
     assert sum(float(t.sum().double()) for t in per) == pytest.approx(windows_loglik(model, windows, 2), rel=1e-12)
     # one token by hand: the last window's last target
     w = windows[-1]
-    logits = model(input_ids=torch.tensor([w.input_ids])).logits[0, -1]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([w.input_ids])).logits[0, -1]
     assert float(per[-1][-1]) == pytest.approx(float(F.log_softmax(logits, -1)[w.targets[-1]]), abs=1e-5)
 
 
@@ -241,10 +242,10 @@ def test_batch_of_one_in_order_is_the_sequential_loop(tiny_model):
     model, tok = tiny_model
     cfg = _cfg(max_length=24)
     nbrs = _neighbors()
-    rec = OrderRunner(model, tok, cfg, OrderSettings(order="batch", batch_size=1, shuffle=False)).run_document(
-        "d", DOC, nbrs
-    )
-    seq = TTTRunner(model, tok, cfg).run_document("d", DOC, nbrs)
+    ttt = TTTRunner(model, tok, cfg)
+    settings = OrderSettings(order="batch", batch_size=1, shuffle=False)
+    rec = OrderRunner(model, tok, cfg, settings, runner=ttt).run_document("d", DOC, nbrs)
+    seq = ttt.run_document("d", DOC, nbrs)
     assert rec["checkpoints"] == seq["checkpoints"] == [0, 1, 2, 3]
     assert rec["loglik"] == pytest.approx(seq["loglik"], rel=1e-9)
     assert rec["updates"][-1] == sum(len(x) for x in seq["train_loss"])
@@ -255,9 +256,10 @@ def test_batch_minibatches_shuffled_and_checkpointed_by_neighbours(tiny_model):
     model, tok = tiny_model
     cfg = _cfg(max_length=24, k=4)
     nbrs = _neighbors()  # 3 neighbours, k = 4
-    runner = OrderRunner(model, tok, cfg, OrderSettings(order="batch", batch_size=3))
+    ttt = TTTRunner(model, tok, cfg)
+    runner = OrderRunner(model, tok, cfg, OrderSettings(order="batch", batch_size=3), runner=ttt)
     rec = runner.run_document("d", DOC, nbrs)
-    seq = TTTRunner(model, tok, cfg).run_document("d", DOC, nbrs)
+    seq = ttt.run_document("d", DOC, nbrs)
     n_windows = sum(len(x) for x in seq["train_loss"])
     assert rec["train_tokens"] == sum(seq["train_tokens"]) and rec["train_windows"] == n_windows
     assert len(rec["train_loss"]) == math.ceil(n_windows / 3) and sum(rec["batch_windows"]) == n_windows

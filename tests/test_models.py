@@ -237,7 +237,7 @@ REAL = {
 REAL_PREFIX = {
     "smollm2": ("<|endoftext|>", "<|im_start|>"),
     "gemma3": ("<eos>", "<bos>"),
-    "qwen2": ("<|endoftext|>", "<|im_end|>"),
+    "qwen2": ("<|endoftext|>", "<|endoftext|>"),  # its GGUF sets bos = <|endoftext|> (never added)
 }
 
 

@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True, offline: bool = True) -> subprocess.CompletedProcess:
+    flag = "1" if offline else "0"
+    env = {**os.environ, "HF_HUB_OFFLINE": flag, "TRANSFORMERS_OFFLINE": flag, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
@@ -48,7 +49,8 @@ def test_lint_is_clean():
 
 
 def test_pile_config_resolves_as_a_dag():
-    out = snakemake("-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules")
+    # hub ids are fine when online (a dry run reads nothing from the hub); offline they fail at once
+    out = snakemake("-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules", offline=False)
     text = out.stdout + out.stderr
     assert "search_shard" in text and "ttt" in text and "prepare_model" in text
 
@@ -71,6 +73,9 @@ def test_pile_config_resolves_as_a_dag():
             "corpus.pile.train",
         ),
         ({"models": {"m": {"path": "/no/such/model.gguf"}}}, "models.m.path"),
+        ({"models": {"m": {"path": "/tmp"}}}, "models.m.path: '/tmp' is a directory without config.json"),
+        ({"index": {"name": "x", "factory": "IVF99999,PQ7"}}, "index.factory: faiss cannot build 'IVF99999,PQ7'"),
+        ({"embedder": {"name": "r", "path": "no-such-org/no-such-embedder"}}, "HF_HUB_OFFLINE is set"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, change, message):
@@ -81,6 +86,15 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, change, message):
     out = snakemake("-n", "figures", "--configfile", str(path), check=False)
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
+
+
+def test_nested_override_on_the_command_line_is_typed():
+    out = snakemake(
+        "-n", "figures", "--configfile", ".test/config.yaml", "--config", "retrieve={k: 5, drop_exact: false}"
+    )
+    assert "Job stats" in out.stdout + out.stderr
+    bad = snakemake("-n", "figures", "--configfile", ".test/config.yaml", "--config", "retrieve={k: five}", check=False)
+    assert bad.returncode != 0 and "'five' is not of type 'integer'" in bad.stdout + bad.stderr
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +137,9 @@ def test_end_to_end_outputs_are_sane(e2e):
     assert (nb.groupby("query_id")["distance"].apply(lambda d: d.is_monotonic_increasing)).all()
     # re-ranking every candidate makes the compressed index's neighbours the exact ones
     emb = np.concatenate([np.load(res / f"embeddings/minipile-tiny/minilm-w64s64/{s}.npy") for s in ("000", "001")])
-    chunks = pd.concat([pd.read_parquet(res / f"chunks/minipile-tiny/minilm-w64s64/{s}.parquet") for s in ("000", "001")])
+    chunks = pd.concat(
+        [pd.read_parquet(res / f"chunks/minipile-tiny/minilm-w64s64/{s}.parquet") for s in ("000", "001")]
+    )
     q = np.load(res / "embeddings/minipile-tiny/minilm-w64s64/queries/test/github.npy")
     test = pd.read_parquet(res / "corpus/minipile-tiny/test/github.parquet")
     for i, doc_id in enumerate(test["doc_id"]):
@@ -157,3 +173,36 @@ def planned_jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
         return {}
     table = text.split("Job stats:")[1].split("total")[0]
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)}
+
+
+@pytest.mark.slow
+def test_restricted_run_keeps_the_full_tables(e2e):
+    tmp, cfg = e2e
+    res = tmp / "results"
+    full = (res / "tables/test/summary.csv").read_bytes()
+    snakemake("--cores", "2", "figures", "--configfile", str(cfg), "--config", "tasks=[github]")
+    assert (res / "tables/test/summary.csv").read_bytes() == full
+    restricted = pd.read_csv(res / "tables/test+github/summary.csv")
+    assert set(restricted.task) == {"github", "pile-weighted"}
+    assert (res / "figures/test+github/bpb_by_task.png").exists()
+
+
+@pytest.mark.slow
+def test_two_embedders_coexist(e2e):
+    tmp, cfg = e2e
+    res = tmp / "results"
+    other = yaml.safe_load(cfg.read_text())
+    other["embedder"] = {**other["embedder"], "name": "minilm-short", "max_seq_length": 32}
+    other["chunk"] = {**other["chunk"], "size": 32, "stride": 32}
+    path = tmp / "other.yaml"
+    path.write_text(yaml.safe_dump(other))
+    snakemake(
+        "--cores",
+        "2",
+        str(res / "neighbors/minipile-tiny/minilm-short-w32s32/ivfpq/test/github.parquet"),
+        "--configfile",
+        str(path),
+    )
+    for key in ("minilm-w64s64", "minilm-short-w32s32"):
+        assert (res / f"chunks/minipile-tiny/{key}/000.parquet").exists()
+    assert planned_jobs(snakemake("-n", "all", "--configfile", str(cfg))) == {}

@@ -189,7 +189,9 @@ class TTTRunner:
                 self.repeat_checkpoint(rec, n)
         return self.finish_record(rec)
 
-    def new_record(self, doc_id: str, text: str, tokens: Sequence[int], neighbors: Sequence[Neighbor]) -> dict[str, Any]:
+    def new_record(
+        self, doc_id: str, text: str, tokens: Sequence[int], neighbors: Sequence[Neighbor]
+    ) -> dict[str, Any]:
         """A document's result record before any checkpoint (shared with the batched runner)."""
         cfg = self.cfg
         return {

@@ -94,7 +94,9 @@ def ttt_results():
 
 def method_results():
     """Every baseline and ablation result of the trained models (see the methods section of the config)."""
-    return expand(R("baselines/{run}/{model}/{method}/{task}.jsonl"), run=RUN, model=TRAINED, method=METHODS, task=TASKS)
+    return expand(
+        R("baselines/{run}/{model}/{method}/{task}.jsonl"), run=RUN, model=TRAINED, method=METHODS, task=TASKS
+    )
 
 
 def figure_targets():

@@ -2,20 +2,6 @@
 # JSONL line per document as it finishes (resumable, fingerprinted) with the same metric code as TTT.
 
 
-def method_params(name):
-    """What every method rule passes on: the method's config section and the model's TTT settings."""
-    methods = config["methods"]
-    return {
-        "method": name,
-        "settings": methods.get(name.split("-")[0].removesuffix("_valid")) or {},
-        "n_docs": methods.get("n_docs"),
-        "eval_at": methods.get("eval_at"),
-        "query": config["retrieve"]["query"],
-        "split_max_tokens": config["retrieve"]["split_max_tokens"],
-        "device": config["ttt"]["device"],
-    }
-
-
 rule incontext:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
@@ -37,7 +23,10 @@ rule incontext:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("incontext"),
+        method="incontext",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"
 
@@ -63,7 +52,10 @@ rule interpolation:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("interpolation"),
+        method="interpolation",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"
 
@@ -90,7 +82,10 @@ rule interpolation_valid:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("interpolation_valid"),
+        method="interpolation_valid",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"
 
@@ -115,7 +110,10 @@ rule dynamic_eval:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("dynamic_eval"),
+        method="dynamic_eval",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"
 
@@ -141,7 +139,10 @@ rule order:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("order"),
+        method="order",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"
 
@@ -167,6 +168,9 @@ rule index_size:
     params:
         ttt=model_ttt,
         dtype=model_dtype,
-        **method_params("index_size"),
+        method="index_size",
+        methods=config["methods"],
+        retrieve=config["retrieve"],
+        device=config["ttt"]["device"],
     script:
         "../scripts/method.py"

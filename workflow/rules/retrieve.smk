@@ -32,7 +32,9 @@ rule search_shard:
 
 rule retrieve:
     input:
-        parts=expand(R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{split}}/{{task}}/{shard}.parquet"), shard=SHARDS),
+        parts=expand(
+            R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{split}}/{{task}}/{shard}.parquet"), shard=SHARDS
+        ),
         chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
         test=R("corpus/{corpus}/{split}/{task}.parquet"),
     output:

@@ -4,10 +4,8 @@ from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
 logs.set_threads(snakemake.threads)
-p, inp = snakemake.params, snakemake.input
-method = p.method
-if method == "order":
-    method = f"order-{snakemake.wildcards.order}"
+p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
+method = {"order": f"order-{wc.get('order')}", "index_size": f"index_size-{wc.get('nshards')}"}.get(p.method, p.method)
 with logs.cpu_slot(snakemake.threads):
     steps.run_method(
         method,
@@ -16,11 +14,8 @@ with logs.cpu_slot(snakemake.threads):
         inp.test,
         snakemake.output[0],
         p.ttt,
-        p.settings,
-        query=p.query,
-        split_max_tokens=p.split_max_tokens,
+        p.methods,
+        p.retrieve,
         device=p.device,
         dtype=p.dtype,
-        n_docs=p.n_docs,
-        eval_at=p.eval_at,
     )

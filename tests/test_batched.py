@@ -1,0 +1,220 @@
+"""Batched TTT across documents equals the batch-1 loop: ragged windows, documents of different lengths and
+neighbour counts, several windows per neighbour, per-copy NaN skipping, resume; number formats."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tttnn import jsonl
+from tttnn.batched import BatchedTTTRunner
+from tttnn.precision import Precision, setup_precision
+from tttnn.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
+
+DOC = "def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n" * 3
+OTHER = "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED. " * 4
+MATH = "What is 12 + 30? Answer: 42. Solve 3*x + 2 = 11 for x. Answer: 3. " * 3
+
+
+def _docs() -> list[Document]:
+    """Four documents of different lengths with 3, 1, 2 and 0 neighbours of ragged lengths."""
+    return [
+        Document("d0", DOC, [Neighbor("n0", DOC, 0.1), Neighbor("n1", OTHER, 0.5), Neighbor("n3", MATH[:40], 0.6)]),
+        Document("d1", OTHER, [Neighbor("n1", OTHER[:70], 0.1)], {"task": "t"}),
+        Document("d2", DOC[:120], [Neighbor("n2", DOC[:90], 0.2), Neighbor("n3", MATH, 0.3)]),
+        Document("d3", MATH[:60], []),
+    ]
+
+
+def _cfg(**kw) -> TTTConfig:
+    base = dict(lr=1e-3, k=3, max_length=32, seed=3)
+    base.update(kw)
+    return TTTConfig(**base)
+
+
+@pytest.fixture()
+def model_no_dropout(tiny_model):
+    """The tiny GPT-2 with dropout off: train mode is then deterministic, so B > 1 must equal B = 1."""
+    model, tok = tiny_model
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model, tok
+
+
+def _assert_same_records(a: list[dict], b: list[dict], rel: float = 1e-5) -> None:
+    """Same fields and values (floats to ``rel``); ``seconds`` has the same shape."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert sorted(x) == sorted(y)
+        for key in x:
+            if key == "seconds":
+                assert list(x[key]) == list(y[key])
+                assert [len(x[key][k]) for k in ("train", "eval")] == [len(y[key][k]) for k in ("train", "eval")]
+            elif key in ("loglik", "train_loss", "grad_norm"):
+                flat = (lambda v: [u for r in v for u in r]) if key != "loglik" else (lambda v: v)
+                fx, fy = flat(x[key]), flat(y[key])
+                assert [u is None for u in fx] == [u is None for u in fy], key
+                assert [u for u in fx if u is not None] == pytest.approx([u for u in fy if u is not None], rel=rel)
+            else:
+                assert x[key] == y[key], key
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(max_windows_per_neighbor=1, eval_at=[1, 3], grad_clip=None), dict(max_length=16, k=2)],
+)
+def test_batched_equals_batch_one(model_no_dropout, kw):
+    model, tok = model_no_dropout
+    cfg = _cfg(**kw)
+    single, batched = TTTRunner(model, tok, cfg), BatchedTTTRunner(model, tok, cfg, 3)
+    ref = single.run_batch(_docs())
+    got = batched.run_batch(_docs())  # 4 documents: one group of 3, then one of 1
+    _assert_same_records(ref, got)
+    # the test really trains: several windows per neighbour, clipping active, and learning changes the loglik
+    assert ref[0]["loglik"][1] != pytest.approx(ref[0]["loglik"][0], rel=1e-3)
+    assert ref[3]["loglik"] == [ref[3]["loglik"][0]] * len(ref[3]["checkpoints"])  # no neighbours: repeated
+    if "max_windows_per_neighbor" not in kw:
+        assert len(ref[0]["train_loss"][0]) > 1
+    if kw.get("grad_clip", 1.0) is not None:
+        assert max(g for r in ref[0]["grad_norm"] for g in r) > 1.0
+
+
+def test_documents_out_of_neighbours_repeat_their_last_value(model_no_dropout):
+    model, tok = model_no_dropout
+    recs = BatchedTTTRunner(model, tok, _cfg(), 4).run_batch(_docs())
+    d1 = recs[1]
+    assert d1["checkpoints"] == [0, 1, 2, 3] and d1["n_neighbors"] == 1
+    assert d1["loglik"][2] == d1["loglik"][1] == d1["loglik"][3]
+    assert d1["seconds"]["eval"][2:] == [0.0, 0.0] and len(d1["seconds"]["train"]) == 1
+
+
+def _snapshot(r: BatchedTTTRunner, s: int) -> list[torch.Tensor]:
+    return [t[s].clone() for d in (r.weights, r.masters, r.exp_avg, r.exp_avg_sq) for t in d.values()]
+
+
+def _poison(runner: BatchedTTTRunner, copy: int, calls: tuple[int, ...] = (1,)) -> None:
+    """Make copy ``copy``'s training loss NaN on the given calls of the batched loss (1 = first)."""
+    real, seen = runner._loss_fn, {"n": 0}
+
+    def loss_fn(*a):
+        losses = real(*a)
+        seen["n"] += 1
+        if seen["n"] in calls and copy < losses.shape[0]:
+            bad = torch.zeros_like(losses)
+            bad[copy] = math.nan
+            losses = losses + bad
+        return losses
+
+    runner._loss_fn = loss_fn
+
+
+def test_nan_copy_is_skipped_and_left_untouched(model_no_dropout):
+    model, tok = model_no_dropout
+    runner = BatchedTTTRunner(model, tok, _cfg(), 3)
+    win = list(range(5, 25))
+    runner.reset_copies(3)
+    runner.train_copies([win, win, win])  # one good step: every copy now has moments and step 1
+    before = _snapshot(runner, 1)
+    _poison(runner, 1)
+    loss, gnorm, ok = runner.train_copies([win, win[:12], win])
+    assert ok == [True, False, True]
+    assert math.isnan(loss[1]) and math.isnan(gnorm[1]) and math.isfinite(loss[0])
+    assert runner.steps == [2, 1, 2]
+    assert all(torch.equal(a, b) for a, b in zip(before, _snapshot(runner, 1)))
+    # copies 0 and 2 trained on the same window from the same state: still identical, and changed
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(runner, 0), _snapshot(runner, 2)))
+    assert not torch.equal(runner.masters[runner.param_names[0]][0], before[len(runner.param_names)])
+    # next step: copy 1 takes its step 2 with a bias correction of its own, copies 0/2 their step 3
+    runner.train_copies([win, win, win])
+    assert runner.steps == [3, 2, 3]
+
+
+def test_nan_skip_matches_batch_one(model_no_dropout, monkeypatch):
+    model, tok = model_no_dropout
+    cfg = _cfg(k=2)
+    single, batched = TTTRunner(model, tok, cfg), BatchedTTTRunner(model, tok, cfg, 3)
+    docs = _docs()[:3]
+    real_forward, calls = model.forward, {"n": 0}
+
+    def forward(*a, **kw):  # batch 1: NaN on d1's first training step (d0 takes 2 neighbours' windows first)
+        out = real_forward(*a, **kw)
+        if kw.get("labels") is not None:
+            calls["n"] += 1
+            if calls["n"] == n_d0_steps + 1:
+                out.loss = torch.tensor(float("nan"))
+        return out
+
+    n_d0_steps = sum(len(single.train_windows(n.text)) for n in docs[0].neighbors[:2])
+    monkeypatch.setattr(model, "forward", forward)
+    ref = single.run_batch(docs)
+    monkeypatch.setattr(model, "forward", real_forward)
+    _poison(batched, 1)  # copy 1 holds d1; its first step is the first batched call
+    got = batched.run_batch(docs)
+    assert ref[1]["skipped_steps"] == got[1]["skipped_steps"] == 1 and got[0]["skipped_steps"] == 0
+    assert got[1]["train_loss"][0][0] is None
+    _assert_same_records(ref, got)
+
+
+def test_run_task_resumes_batched(model_no_dropout, tmp_path):
+    model, tok = model_no_dropout
+    docs = _docs()
+    full = run_task(TTTRunner(model, tok, _cfg()), docs, tmp_path / "b1.jsonl", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill(rec):
+        if rec["doc_id"] == "d1":
+            raise Killed
+
+    out = tmp_path / "b2.jsonl"
+    with pytest.raises(Killed):
+        run_task(BatchedTTTRunner(model, tok, _cfg(), 2), docs, out, progress=False, batch_size=2, on_document=kill)
+    assert [r["doc_id"] for r in jsonl.read_records(tmp_path / "b2.jsonl.partial")] == ["d0", "d1"]
+    resumed = run_task(BatchedTTTRunner(model, tok, _cfg(), 2), docs, out, progress=False, batch_size=2)
+    _assert_same_records(full, resumed)
+    assert all(r["task"] == "t" for r in resumed if r["doc_id"] == "d1")
+
+
+def test_reset_optimizer_off_is_refused(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match="batch_documents"):
+        BatchedTTTRunner(model, tok, _cfg(reset_optimizer=False), 2)
+
+
+def test_precision_modes():
+    with pytest.raises(ValueError, match="ttt.dtype"):
+        Precision("float16", "cpu")
+    p = setup_precision(_cfg(dtype="bfloat16-pure"), torch.device("cpu"))
+    assert p.master and p.weight_dtype == torch.bfloat16
+    with setup_precision(_cfg(dtype="bfloat16"), torch.device("cpu")).autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with setup_precision(_cfg(), torch.device("cpu")).autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "bfloat16-pure"])
+def test_bf16_close_to_float32_and_batched_matches(model_no_dropout, dtype):
+    model, tok = model_no_dropout
+    docs = _docs()[:3]
+    fp32 = TTTRunner(model, tok, _cfg(k=2)).run_batch(docs)
+    single = TTTRunner(model, tok, _cfg(k=2, dtype=dtype))
+    if dtype == "bfloat16-pure":
+        assert next(model.parameters()).dtype == torch.bfloat16
+        assert single.master is not None and single.master[0].dtype == torch.float32
+    batched = BatchedTTTRunner(model, tok, _cfg(k=2, dtype=dtype), 3)
+    low, low_b = single.run_batch(docs), batched.run_batch(docs)
+    for a, b, c in zip(fp32, low, low_b):
+        assert b["loglik"] == pytest.approx(a["loglik"], rel=2e-2)
+        assert b["loglik"] != pytest.approx(a["loglik"], rel=1e-7)  # bf16 really was used
+        assert c["loglik"] == pytest.approx(b["loglik"], rel=2e-3)
+
+
+def test_pure_bf16_lr_zero_keeps_weights(model_no_dropout):
+    model, tok = model_no_dropout
+    runner = TTTRunner(model, tok, _cfg(k=2, lr=0.0, weight_decay=0.0, dtype="bfloat16-pure"))
+    rec = runner.run_document("d0", DOC, _docs()[0].neighbors)
+    assert rec["loglik"][2] == rec["loglik"][0]
