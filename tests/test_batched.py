@@ -200,7 +200,9 @@ def test_precision_modes():
 def test_bf16_close_to_float32_and_batched_matches(model_no_dropout, dtype):
     model, tok = model_no_dropout
     docs = _docs()[:3]
-    fp32 = TTTRunner(model, tok, _cfg(k=2)).run_batch(docs)
+    ref = TTTRunner(model, tok, _cfg(k=2))
+    fp32 = ref.run_batch(docs)
+    ref.restore_weights()
     single = TTTRunner(model, tok, _cfg(k=2, dtype=dtype))
     if dtype == "bfloat16-pure":
         assert next(model.parameters()).dtype == torch.bfloat16

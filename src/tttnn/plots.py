@@ -154,3 +154,71 @@ def plot_all(
     sns.set_theme(style="whitegrid", context="notebook")
     for name, pdf, png in zip(names, pdfs, pngs):
         save_figure(FIGURES[name](curves, costs, models), pdf, png)
+
+
+def methods_figure(methods: pd.DataFrame) -> plt.Figure:
+    """Per task (and Pile-weighted): no TTT, in-context, interpolation, dynamic evaluation, TTT-NN, per model."""
+    data = methods.assign(
+        setting=[
+            f"{m}: {lab}" if methods["model"].nunique() > 1 else lab
+            for m, lab in zip(methods["model"], methods["label"])
+        ]
+    )
+    tasks = [t for t in sorted(data["task"].unique()) if t != PILE_ROW] + (
+        [PILE_ROW] if (data["task"] == PILE_ROW).any() else []
+    )
+    fig = _bars(data, tasks, "TTT-NN against retrieval in context, interpolation and dynamic evaluation")
+    fig.axes[0].set_xlabel("task")
+    fig.axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.set_size_inches(max(8, 1.6 * len(tasks) + 5), 4.5)
+    fig.tight_layout()
+    return fig
+
+
+def order_figure(order: pd.DataFrame) -> plt.Figure:
+    """bpb / bpb at n = 0 against neighbours trained on, per neighbour order, one panel per task and model."""
+    keys = sorted(order.groupby(["model", "task"]).groups)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), squeeze=False, sharey=True)
+    for ax, (model, task) in zip(axes[0], keys):
+        g = order[(order["model"] == model) & (order["task"] == task)]
+        for name, t in g.groupby("order", sort=False):
+            t = t.sort_values("n_neighbors")
+            ax.errorbar(
+                t["n_neighbors"],
+                t["ratio"],
+                yerr=[t["ratio"] - t["ratio_ci_low"], t["ratio_ci_high"] - t["ratio"]],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=name,
+            )
+        ax.set_title(f"{task}" if order["model"].nunique() == 1 else f"{model}: {task}", fontsize=9)
+        ax.set_xlabel("neighbours trained on")
+    axes[0][0].set_ylabel("bpb / bpb at n = 0")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Neighbour order: nearest first (the method), farthest first, shuffled minibatches", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def index_size_figure(sizes: pd.DataFrame, distances: pd.DataFrame) -> plt.Figure:
+    """bpb after k neighbours (relative to n = 0) and mean neighbour distance against the fraction of shards."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (model, task), g in sizes.groupby(["model", "task"]):
+        g = g.sort_values("fraction")
+        label = task if sizes["model"].nunique() == 1 else f"{model}: {task}"
+        a.plot(g["fraction"], g["ratio"], marker="o", label=label)
+    a.set_xscale("log", base=2)
+    a.set_xlabel("fraction of the index searched")
+    a.set_ylabel("bpb after k / bpb at n = 0")
+    a.set_title("Gain from TTT against index size", fontsize=10)
+    a.legend(fontsize=7)
+    d = distances.groupby(["task", "fraction", "rank"], as_index=False)["mean_distance"].mean()
+    for (task, frac), g in d.groupby(["task", "fraction"]):
+        b.plot(g["rank"] + 1, g["mean_distance"], alpha=0.4 + 0.6 * frac, label=f"{task}, {frac:.3g}")
+    b.set_xlabel("neighbour rank")
+    b.set_ylabel("mean squared L2 distance")
+    b.set_title("Neighbour distance by rank and index fraction", fontsize=10)
+    b.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig

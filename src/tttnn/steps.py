@@ -293,3 +293,85 @@ def run_ttt(
     log.info("TTT on %d documents of %s: %s", len(docs), Path(test_path).stem, settings)
     recs = run_task(TTTRunner(model, tok, cfg), docs, out_path, prov)
     log.info("done: %d documents", len(recs))
+
+
+ABLATIONS = ("order-", "index_size-", "dynamic_eval")
+
+
+def method_runner(method: str, model, tok, cfg, methods: dict[str, Any], retrieve: dict[str, Any]):
+    """The runner of one baseline or ablation (see ``methods`` in the config schema)."""
+    section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
+    if method == "incontext":
+        from .incontext import InContextRunner, InContextSettings
+
+        if section.get("max_length"):
+            cfg = cfg.model_copy(update={"max_length": section["max_length"]})
+        keys = ("budget", "max_distance", "separator")
+        return InContextRunner(model, tok, cfg, InContextSettings(**{k: section[k] for k in keys if k in section}))
+    if method in ("interpolation", "interpolation_valid"):
+        from .interpolation import InterpolationRunner, InterpolationSettings
+
+        return InterpolationRunner(model, tok, cfg, InterpolationSettings(**section))
+    if method == "dynamic_eval":
+        from .dynamic_eval import DynamicEvalRunner, DynamicEvalSettings
+
+        cap = section.get("split_max_tokens", retrieve.get("split_max_tokens", 1024))
+        return DynamicEvalRunner(model, tok, cfg, DynamicEvalSettings(max_tokens=cap, steps=section.get("steps")))
+    if method.startswith("order-"):
+        from .order import OrderRunner, OrderSettings
+
+        order = method.removeprefix("order-")
+        settings = OrderSettings(
+            order=order, batch_size=section.get("batch_size", 5), shuffle=section.get("shuffle", True)
+        )
+        return OrderRunner(model, tok, cfg, settings)
+    if method.startswith("index_size-"):
+        from .ttt import TTTRunner
+
+        return TTTRunner(model, tok, cfg)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def run_method(
+    method: str,
+    model_dir: str,
+    neighbors_path: str | None,
+    test_path: str,
+    out_path: str,
+    ttt: dict[str, Any],
+    methods: dict[str, Any],
+    retrieve: dict[str, Any],
+    device: str = "auto",
+    dtype: str = "float32",
+) -> None:
+    """One baseline or ablation on every test document of one task (the ablations on the first
+    ``methods.n_docs``, evaluated at ``methods.eval_at``, default 0 and k), resumable like TTT."""
+    from .models import load_model
+    from .resume import provenance, run_task
+    from .settings import TTTConfig
+
+    cfg = TTTConfig(**ttt)
+    ablation = method.startswith(ABLATIONS)
+    # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
+    query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
+    docs = load_documents(neighbors_path, test_path, query, retrieve.get("split_max_tokens", 1024))
+    if ablation:
+        if methods.get("n_docs"):
+            docs = docs[: methods["n_docs"]]
+        cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})
+    section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
+    settings = {
+        **cfg.model_dump(),
+        "method": method,
+        "method_settings": section,
+        "query": query,
+        "split_max_tokens": retrieve.get("split_max_tokens", 1024),
+        "dtype": dtype,
+        "n_docs": len(docs),
+    }
+    prov = provenance(settings, {"model": model_dir, "neighbors": neighbors_path, "test": test_path})
+    model, tok = load_model(model_dir, device=device, dtype=dtype)
+    runner = method_runner(method, model, tok, cfg, methods, retrieve)
+    log.info("%s on %d documents of %s: %s", method, len(docs), Path(test_path).stem, settings)
+    recs = run_task(docs, out_path, runner.run_batch, prov)
+    log.info("done: %d documents", len(recs))

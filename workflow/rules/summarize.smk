@@ -31,3 +31,28 @@ rule summarize:
         seed=config["figures"]["seed"],
     script:
         "../scripts/summarize.py"
+
+
+rule summarize_methods:
+    input:
+        ttt=ttt_results(),
+        methods=method_results(),
+    output:
+        methods=report(R("tables/{run}/methods.csv"), caption="../report/methods.rst", category="Tables"),
+        order=R("tables/{run}/order.csv"),
+        index_size=R("tables/{run}/index_size.csv"),
+        distances=R("tables/{run}/index_distances.csv"),
+    log:
+        R("logs/summarize_methods/{run}.log"),
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        n_shards=config["corpus"]["n_shards"],
+        bootstrap=config["figures"]["bootstrap"],
+        seed=config["figures"]["seed"],
+    script:
+        "../scripts/summarize_methods.py"

@@ -1,0 +1,240 @@
+"""Tables that set TTT-NN beside the baselines and ablations: methods (per task and Pile-weighted, with
+bootstrap CIs), neighbour order curves, and index size. Same ratio-of-sums bpb as every other table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import jsonl
+from .metrics import PILE_WEIGHTS, aggregate, pile_weighted
+from .resume import check_consistent
+from .summarize import PILE_ROW, aligned_logliks, bootstrap_bpb
+
+Records = list[dict[str, Any]]
+
+LABELS = {
+    "none": "no TTT",
+    "ttt-nn": "TTT-NN",
+    "incontext": "in-context",
+    "interpolation": "interpolation (alpha on validation docs)",
+    "interpolation-oracle": "interpolation (alpha on test docs, oracle)",
+    "dynamic_eval": "dynamic evaluation (2nd part)",
+    "none-rest": "no TTT (2nd part)",
+}
+
+
+def load_method_results(paths: Sequence[str]) -> dict[tuple[str, str, str], Records]:
+    """``{(model, method, task): records}`` from ``baselines/<run>/<model>/<method>/<task>.jsonl`` and
+    ``ttt/<run>/<model>/<task>.jsonl`` (method ``ttt``)."""
+    out = {}
+    for p in map(Path, paths):
+        if len(p.parts) >= 5 and p.parts[-5] == "baselines":
+            model, method = p.parent.parent.name, p.parent.name
+        else:
+            model, method = p.parent.name, "ttt"
+        recs = jsonl.read_records(p)
+        if not recs:
+            raise ValueError(f"{p}: no documents")
+        check_consistent(recs, str(p))
+        out[(model, method, p.stem)] = recs
+    return out
+
+
+def _bpb_rows(
+    values: dict[str, tuple[np.ndarray, np.ndarray]], B: int, rng: np.random.Generator, base: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Rows per task (and Pile-weighted) from per-document (loglik, bytes) arrays; bootstrap CIs."""
+    rows, boots = [], {}
+    for task, (ll, nb) in sorted(values.items()):
+        bpb = aggregate(ll, nb, [1] * len(nb))["bits_per_byte"]
+        boot = bootstrap_bpb(ll[:, None], nb, B, rng)[:, 0]
+        boots[task] = boot
+        rows.append(
+            {
+                **base,
+                "task": task,
+                "bits_per_byte": bpb,
+                "ci_low": np.quantile(boot, 0.025),
+                "ci_high": np.quantile(boot, 0.975),
+                "n_docs": len(nb),
+                "n_bytes": int(nb.sum()),
+            }
+        )
+    weighted = [t for t in values if t in PILE_WEIGHTS]
+    if weighted:
+        wb = pile_weighted({t: boots[t] for t in weighted})
+        point = pile_weighted({r["task"]: r["bits_per_byte"] for r in rows if r["task"] in weighted})
+        rows.append(
+            {
+                **base,
+                "task": PILE_ROW,
+                "bits_per_byte": point,
+                "ci_low": np.quantile(wb, 0.025),
+                "ci_high": np.quantile(wb, 0.975),
+                "n_docs": sum(len(values[t][1]) for t in weighted),
+                "n_bytes": int(sum(values[t][1].sum() for t in weighted)),
+            }
+        )
+    return rows
+
+
+def _at(recs: Records, pick: Callable[[list[int]], int]) -> tuple[np.ndarray, np.ndarray]:
+    """(loglik, bytes) per document at the checkpoint ``pick`` chooses from the task's checkpoints."""
+    cps, ll = aligned_logliks(recs)
+    return ll[:, cps.index(pick(cps))], np.array([r["n_bytes"] for r in recs], dtype=float)
+
+
+def methods_table(results: dict[tuple[str, str, str], Records], B: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """bpb per task, model and method: no TTT, TTT-NN, in-context, interpolation, dynamic evaluation."""
+    from .interpolation import choose_alpha, oracle_alpha, with_alpha
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    models = sorted({m for m, _, _ in results})
+    for model in models:
+        per: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        alphas: dict[tuple[str, str], float] = {}
+        for (m, method, task), recs in sorted(results.items()):
+            if m != model:
+                continue
+            if method == "ttt":
+                per.setdefault("none", {})[task] = _at(recs, min)
+                if max(recs[0]["checkpoints"]) > 0 or any(max(r["checkpoints"]) > 0 for r in recs):
+                    per.setdefault("ttt-nn", {})[task] = _at(recs, max)
+            elif method == "incontext":
+                per.setdefault("incontext", {})[task] = _at(recs, max)
+            elif method == "interpolation":
+                valid = results.get((model, "interpolation_valid", task))
+                if valid:
+                    a = choose_alpha(valid)
+                    alphas[("interpolation", task)] = a
+                    per.setdefault("interpolation", {})[task] = _at([with_alpha(r, a) for r in recs], max)
+                a = oracle_alpha(recs)
+                alphas[("interpolation-oracle", task)] = a
+                per.setdefault("interpolation-oracle", {})[task] = _at([with_alpha(r, a) for r in recs], max)
+            elif method == "dynamic_eval":
+                per.setdefault("none-rest", {})[task] = _at(recs, min)
+                per.setdefault("dynamic_eval", {})[task] = _at(recs, max)
+        for method in [m for m in LABELS if m in per]:
+            new = _bpb_rows(per[method], B, rng, {"model": model, "method": method, "label": LABELS[method]})
+            for r in new:
+                r["alpha"] = alphas.get((method, r["task"]), np.nan)
+            rows += new
+    cols = ["task", "model", "method", "label", "bits_per_byte", "ci_low", "ci_high", "n_docs", "n_bytes", "alpha"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _restrict(recs: Records, ids: Sequence[str], checkpoints: Sequence[int]) -> Records:
+    """The main run's records of the ablation's documents, at the ablation's checkpoints (same docs, same n)."""
+    by_id = {r["doc_id"]: r for r in recs}
+    out = []
+    for i in ids:
+        r = by_id[i]
+        cps, ll = aligned_logliks([r])
+        keep = [cps.index(max(c for c in cps if c <= n)) for n in checkpoints]
+        out.append({**r, "checkpoints": list(checkpoints), "loglik": [float(ll[0, j]) for j in keep]})
+    return out
+
+
+def _curve_rows(recs: Records, B: int, rng: np.random.Generator, base: dict[str, Any]) -> list[dict[str, Any]]:
+    cps, ll = aligned_logliks(recs)
+    nb = np.array([r["n_bytes"] for r in recs], dtype=float)
+    boot = bootstrap_bpb(ll, nb, B, rng)
+    rows = []
+    for j, n in enumerate(cps):
+        bpb = aggregate(ll[:, j], nb, [1] * len(nb))["bits_per_byte"]
+        ratio = boot[:, j] / boot[:, 0]
+        rows.append(
+            {
+                **base,
+                "n_neighbors": n,
+                "bits_per_byte": bpb,
+                "ci_low": np.quantile(boot[:, j], 0.025),
+                "ci_high": np.quantile(boot[:, j], 0.975),
+                "ratio": bpb / (-ll[:, 0].sum() / (nb.sum() * np.log(2))),
+                "ratio_ci_low": np.quantile(ratio, 0.025),
+                "ratio_ci_high": np.quantile(ratio, 0.975),
+                "n_docs": len(recs),
+            }
+        )
+    return rows
+
+
+def order_table(results: dict[tuple[str, str, str], Records], B: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """bpb against neighbours for nearest-first (the method), farthest-first and shuffled minibatches,
+    on the same documents and at the same checkpoints."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    orders: dict[tuple[str, str], dict[str, Records]] = {}
+    for (model, method, task), recs in sorted(results.items()):
+        if method.startswith("order-"):
+            orders.setdefault((model, task), {})[method.removeprefix("order-")] = recs
+    for (model, task), by_order in sorted(orders.items()):
+        first = next(iter(by_order.values()))
+        main = results.get((model, "ttt", task))
+        if main:
+            cps = sorted({n for r in first for n in r["checkpoints"]})
+            by_order = {"nearest": _restrict(main, [r["doc_id"] for r in first], cps), **by_order}
+        for order, recs in by_order.items():
+            rows += _curve_rows(recs, B, rng, {"model": model, "task": task, "order": order})
+    return pd.DataFrame(rows)
+
+
+def index_size_table(
+    results: dict[tuple[str, str, str], Records], n_shards: int, B: int = 1000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bpb after k and mean neighbour distance against the number of shards searched,
+    mean distance by neighbour rank per index size), on the same documents."""
+    rng = np.random.default_rng(seed)
+    rows, dist_rows = [], []
+    sizes: dict[tuple[str, str], dict[int, Records]] = {}
+    for (model, method, task), recs in results.items():
+        if method.startswith("index_size-"):
+            sizes.setdefault((model, task), {})[int(method.removeprefix("index_size-"))] = recs
+    for (model, task), by_n in sorted(sizes.items()):
+        ids = [r["doc_id"] for r in next(iter(by_n.values()))]
+        main = results.get((model, "ttt", task))
+        if main:
+            k = max(n for r in main for n in r["checkpoints"])
+            by_n[n_shards] = _restrict(main, ids, [0, k])
+        for n, recs in sorted(by_n.items()):
+            ll, nb = _at(recs, max)
+            boot = bootstrap_bpb(ll[:, None], nb, B, rng)[:, 0]
+            ll0, _ = _at(recs, min)
+            dists = [d for r in recs for d in r.get("distances", []) if d is not None]
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "n_shards": n,
+                    "fraction": n / n_shards,
+                    "bits_per_byte": -ll.sum() / (nb.sum() * np.log(2)),
+                    "ci_low": np.quantile(boot, 0.025),
+                    "ci_high": np.quantile(boot, 0.975),
+                    "ratio": ll.sum() / ll0.sum(),
+                    "mean_distance": float(np.mean(dists)) if dists else np.nan,
+                    "n_docs": len(recs),
+                }
+            )
+            by_rank: dict[int, list[float]] = {}
+            for r in recs:
+                for rank, d in enumerate(r.get("distances", [])):
+                    if d is not None:
+                        by_rank.setdefault(rank, []).append(d)
+            dist_rows += [
+                {
+                    "model": model,
+                    "task": task,
+                    "n_shards": n,
+                    "fraction": n / n_shards,
+                    "rank": rank,
+                    "mean_distance": float(np.mean(v)),
+                }
+                for rank, v in sorted(by_rank.items())
+            ]
+    return pd.DataFrame(rows), pd.DataFrame(dist_rows)

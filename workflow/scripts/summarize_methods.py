@@ -1,0 +1,19 @@
+"""Rule summarize_methods: TTT and baseline/ablation results -> methods, order and index-size tables."""
+
+from tttnn import logs
+from tttnn.compare import index_size_table, load_method_results, methods_table, order_table
+from tttnn.io import atomic_path
+
+logs.to_file(snakemake.log[0])
+p, out = snakemake.params, snakemake.output
+results = load_method_results([*snakemake.input.ttt, *snakemake.input.methods])
+sizes, distances = index_size_table(results, p.n_shards, p.bootstrap, p.seed)
+tables = {
+    out.methods: methods_table(results, p.bootstrap, p.seed),
+    out.order: order_table(results, p.bootstrap, p.seed),
+    out.index_size: sizes,
+    out.distances: distances,
+}
+for path, df in tables.items():
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
