@@ -206,3 +206,49 @@ def test_two_embedders_coexist(e2e):
     for key in ("minilm-w64s64", "minilm-short-w32s32"):
         assert (res / f"chunks/minipile-tiny/{key}/000.parquet").exists()
     assert planned_jobs(snakemake("-n", "all", "--configfile", str(cfg))) == {}
+
+
+@pytest.mark.slow
+def test_every_method_runs_on_every_task(e2e):
+    tmp, _ = e2e
+    res = tmp / "results"
+    methods = [
+        "incontext",
+        "interpolation",
+        "interpolation_valid",
+        "dynamic_eval",
+        "order-farthest",
+        "order-batch",
+        "index_size-1",
+    ]
+    for task in ("github", "dm-math"):
+        main = {
+            json.loads(x)["doc_id"]: json.loads(x)
+            for x in (res / f"ttt/test/tiny/{task}.jsonl").read_text().splitlines()
+        }
+        for method in methods:
+            recs = [
+                json.loads(x) for x in (res / f"baselines/test/tiny/{method}/{task}.jsonl").read_text().splitlines()
+            ]
+            n_expected = {"incontext": 2, "interpolation": 2, "interpolation_valid": 1}.get(method, 1)  # n_docs: 1
+            assert len(recs) == n_expected, method
+            if method == "interpolation_valid":
+                assert not set(r["doc_id"] for r in recs) & set(main)  # validation documents are not test documents
+                continue
+            for r in recs:
+                if method != "dynamic_eval":  # every record carries the plain model on the same tokens
+                    assert math.isclose(r["loglik"][0], main[r["doc_id"]]["loglik"][0], rel_tol=1e-6), method
+            if method == "index_size-1":
+                assert recs[0]["checkpoints"] == [0, 3]
+    table = pd.read_csv(res / "tables/test/methods.csv")
+    tiny = table[table.model == "tiny"]
+    assert {"none", "ttt-nn", "incontext", "interpolation", "interpolation-oracle", "dynamic_eval", "none-rest"} <= set(
+        tiny.method
+    )
+    assert set(tiny.task) == {"github", "dm-math", "pile-weighted"}
+    order = pd.read_csv(res / "tables/test/order.csv")
+    assert set(order.order) == {"nearest", "farthest", "batch"}
+    sizes = pd.read_csv(res / "tables/test/index_size.csv")
+    assert sorted(sizes.n_shards.unique()) == [1, 2]
+    for name in ("methods", "order", "index_size"):
+        assert (res / f"figures/test/{name}.png").stat().st_size > 5000

@@ -201,6 +201,9 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError("retrieve.k: must be at least 1")
     check_factory(config["index"].get("factory", "Flat"), dim=embedder_dim(config["embedder"]["path"]))
     methods = config.get("methods") or {}
+    unknown = [m for m in methods.get("models") or [] if m not in config["models"]]
+    if unknown:
+        raise ConfigError(f"methods.models: {unknown} not in models {sorted(config['models'])}")
     if methods.get("interpolation") is not None and config["corpus"].get("n_valid_docs", 0) < 1:
         raise ConfigError("methods.interpolation: needs corpus.n_valid_docs >= 1 (alpha is chosen on held-out documents)")
     for name, spec in config["models"].items():

@@ -351,6 +351,8 @@ def run_method(
     from .settings import TTTConfig
 
     cfg = TTTConfig(**ttt)
+    if methods.get("k"):
+        cfg = cfg.model_copy(update={"k": min(cfg.k, methods["k"]) if cfg.k else 0})
     ablation = method.startswith(ABLATIONS)
     # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
     query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")

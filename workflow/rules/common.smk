@@ -24,6 +24,7 @@ EMBEDDER = chunking_key(config)
 INDEX = config["index"]["name"]
 MODELS = list(config["models"])
 TRAINED = [m for m, spec in config["models"].items() if spec.get("train", True)]
+METHOD_MODELS = [m for m in TRAINED if m in (config.get("methods", {}).get("models") or TRAINED)]
 METHODS = method_names(config)
 FIGURES = ["bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"]
 METHOD_FIGURES = ["methods", "order", "index_size"]
@@ -95,7 +96,7 @@ def ttt_results():
 def method_results():
     """Every baseline and ablation result of the trained models (see the methods section of the config)."""
     return expand(
-        R("baselines/{run}/{model}/{method}/{task}.jsonl"), run=RUN, model=TRAINED, method=METHODS, task=TASKS
+        R("baselines/{run}/{model}/{method}/{task}.jsonl"), run=RUN, model=METHOD_MODELS, method=METHODS, task=TASKS
     )
 
 
