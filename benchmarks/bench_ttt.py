@@ -1,100 +1,275 @@
-"""Benchmark (not a test): milliseconds per TTT training step and per evaluation, printed as JSON.
+"""Benchmark (not a test): cost per neighbour (one training step on a neighbour window + one evaluation of the
+document, both of ``tokens`` tokens) for the paper-style loop (float32, batch 1) and other settings, side by
+side in one run; JSON lines on stdout.
 
-    python benchmarks/bench_ttt.py [--device cpu|cuda] [--lengths 256 1024] [--repeats 3]
+    python benchmarks/bench_ttt.py [--device cpu|cuda] [--models ...] [--lengths 256 1024]
+                                   [--settings float32:1 float32:4 bfloat16:1 bfloat16-pure:1] [--repeats 2]
+    python benchmarks/bench_ttt.py --bpb [--model-path /tmp/smollm2]   # bpb of each dtype against float32
 
-Models: the offline default (SmolLM2-135M, dequantized from its GGUF) and a randomly initialised
-gpt2-sized model (124M; no download needed).
+A setting is ``dtype:B[:tf32][:compile]``; ``float32:1`` is the paper-style loop (:class:`TTTRunner`), ``B > 1``
+runs :class:`BatchedTTTRunner` (B documents in lock-step; the time is divided by B). Models: the offline
+default (SmolLM2-135M) and randomly initialised gpt2 (124M), gpt2-large (774M) and gpt-neo-1.3B sized models
+(no download). On CUDA, settings that do not fit in memory are reported with ``"error": "oom"``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import glob
 import json
+import math
 import platform
+import statistics
 import time
+from typing import Any
 
 import torch
 
+from tttnn.batched import BatchedTTTRunner
+from tttnn.metrics import aggregate, rolling_windows
+from tttnn.settings import TTTConfig
+from tttnn.ttt import Document, Neighbor, TTTRunner
 
-def gpt2_sized():
-    from transformers import GPT2Config, GPT2LMHeadModel
+PAPER = "float32:1"
+
+
+class StubTokenizer:
+    """Enough of a tokenizer for runners fed token ids directly (random models have none)."""
+
+    eos_token_id = bos_token_id = 0
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<|endoftext|>": 0}
+
+
+def random_model(kind: str, device: str) -> torch.nn.Module:
+    """A randomly initialised model of a paper model's size, built directly on ``device``."""
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_positions=1024))
+    with torch.device(device):
+        if kind == "gpt2-sized-random":
+            return GPT2LMHeadModel(GPT2Config(n_positions=1024))
+        if kind == "gpt2-large-sized-random":
+            return GPT2LMHeadModel(GPT2Config(n_positions=1024, n_embd=1280, n_layer=36, n_head=20))
+        if kind == "gpt-neo-1.3b-sized-random":
+            return GPTNeoForCausalLM(
+                GPTNeoConfig(hidden_size=2048, num_layers=24, num_heads=16, attention_types=[[["global", "local"], 12]])
+            )
+    raise ValueError(kind)
 
 
-def smollm2():
-    from tttnn.models import OFFLINE_MODEL, load_model
+def load(kind: str, device: str, model_path: str | None) -> tuple[torch.nn.Module, Any]:
+    """``(model, tokenizer)`` for a benchmark model name."""
+    if kind == "smollm2-135m":
+        from tttnn.models import OFFLINE_MODEL, load_model
 
-    return load_model(OFFLINE_MODEL, device="cpu")[0]
+        return load_model(model_path or OFFLINE_MODEL, device=device)
+    return random_model(kind, device), StubTokenizer()
 
 
-def bench(model, device: str, T: int, repeats: int, dtype: torch.dtype) -> dict:
-    from tttnn.metrics import Window, windows_loglik
+def parse_setting(s: str) -> dict[str, Any]:
+    """``dtype:B[:tf32][:compile]`` as TTTConfig fields plus ``B``."""
+    parts = s.split(":")
+    return {"dtype": parts[0], "B": int(parts[1]), "tf32": "tf32" in parts[2:], "compile": "compile" in parts[2:]}
 
-    model = model.to(device=device, dtype=dtype)
-    vocab = model.config.vocab_size
-    ids = torch.randint(0, vocab, (1, T), generator=torch.Generator().manual_seed(0)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, eps=1e-8, weight_decay=0.01)
-    win = [Window(ids[0].tolist(), ids[0].tolist())]
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    def train_step():
-        model.train()
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def evaluate():
-        model.eval()
-        windows_loglik(model, win)
-
-    out = {}
-    for name, fn in (("train_step_ms", train_step), ("eval_ms", evaluate)):
-        fn()  # warm-up
-        sync()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t) * 1000)
-        out[name] = round(sorted(times)[len(times) // 2], 1)
+def machine_name(device: str) -> str:
     if device.startswith("cuda"):
-        out["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return out
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_setting(model, tok, device: str, T: int, setting: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Median ms of one training step and one evaluation for every document of a batch, per document."""
+    cfg = TTTConfig(max_length=T, dtype=setting["dtype"], tf32=setting["tf32"], compile=setting["compile"])
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = setting["tf32"]
+    B = setting["B"]
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    window = torch.randint(0, vocab, (T,), generator=g).tolist()
+    doc = torch.randint(0, vocab, (T,), generator=g).tolist()
+    runner: TTTRunner
+    if B == 1:
+        runner = TTTRunner(model, tok, cfg)
+        runner.reset()
+
+        def train() -> None:
+            runner.train_step(window)
+
+        def evaluate() -> None:
+            runner.evaluate(doc)
+
+    else:
+        runner = BatchedTTTRunner(model, tok, cfg, B)
+        runner.reset_copies(B)
+        wins = list(rolling_windows(doc, runner.prefix, T))
+
+        def train() -> None:
+            runner.train_copies([window] * B)
+
+        def evaluate() -> None:
+            runner.evaluate_copies([wins] * B)
+
+    try:
+        out: dict[str, Any] = {}
+        for name, fn in (("train_ms", train), ("eval_ms", evaluate)):
+            fn()  # warm-up (and compilation)
+            sync(device)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                fn()
+                sync(device)
+                times.append((time.perf_counter() - t) * 1000 / B)
+            out[name] = round(statistics.median(times), 2)
+        out["per_neighbor_ms"] = round(out["train_ms"] + out["eval_ms"], 2)
+        if device.startswith("cuda"):
+            out["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        return out
+    finally:
+        pristine = runner.pristine
+        if isinstance(runner, BatchedTTTRunner):
+            runner.reset_copies(0)
+        del runner
+        model.to(torch.float32)  # bfloat16-pure casts the model: give the next setting the float32 weights back
+        model.load_state_dict(pristine)
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def speed(args: argparse.Namespace) -> None:
+    """The speed grid: every model, length and setting; one JSON line each."""
+    machine = machine_name(args.device)
+    settings = [PAPER] + [s for s in args.settings if s != PAPER]
+    for kind in args.models:
+        model, tok = load(kind, args.device, args.model_path)
+        n_params = sum(p.numel() for p in model.parameters())
+        for T in args.lengths:
+            paper_ms = None
+            for s in settings:
+                row: dict[str, Any] = {
+                    "model": kind,
+                    "params_m": round(n_params / 1e6),
+                    "device": args.device,
+                    "machine": machine,
+                    "tokens": T,
+                    "setting": s,
+                    **parse_setting(s),
+                }
+                if args.device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                try:
+                    row.update(bench_setting(model, tok, args.device, T, parse_setting(s), args.repeats))
+                    if s == PAPER:
+                        paper_ms = row["per_neighbor_ms"]
+                    if paper_ms:
+                        row["speedup_vs_paper"] = round(paper_ms / row["per_neighbor_ms"], 2)
+                except torch.cuda.OutOfMemoryError:
+                    row["error"] = "oom"
+                except Exception as e:  # a failing option (e.g. compile) must not end the grid
+                    row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                print(json.dumps(row), flush=True)
+        del model
+        gc.collect()
+
+
+def real_documents(n_docs: int, k: int, chars: int) -> list[Document]:
+    """Python files of the standard library: ``n_docs`` documents, each with ``k`` other files as neighbours."""
+    files = sorted(glob.glob("/usr/lib/python3*/[a-z]*.py"))
+    files = [f for f in files if 4000 < len(open(f, errors="replace").read()) < 60000]
+    texts = {f: open(f, errors="replace").read() for f in files[: n_docs + n_docs * k : 1]}
+    names = list(texts)
+    docs = []
+    for i in range(n_docs):
+        doc = names[i]
+        nbs = names[n_docs + i * k : n_docs + (i + 1) * k]
+        docs.append(Document(doc, texts[doc][:chars], [Neighbor(n, texts[n], float(r)) for r, n in enumerate(nbs)]))
+    return docs
+
+
+def bpb(args: argparse.Namespace) -> None:
+    """bpb after 0 and k neighbours for each setting on real text, and its difference to float32 batch 1."""
+    model, tok = load("smollm2-135m", args.device, args.model_path)
+    docs = real_documents(args.docs, args.k, args.doc_chars)
+    machine = machine_name(args.device)
+    settings = [PAPER] + [s for s in args.settings if s != PAPER]
+    ref: list[float] | None = None
+    for s in settings:
+        st = parse_setting(s)
+        cfg = TTTConfig(
+            max_length=args.max_length,
+            k=args.k,
+            max_windows_per_neighbor=1,
+            lr=args.lr,
+            dtype=st["dtype"],
+            tf32=st["tf32"],
+            compile=st["compile"],
+        )
+        runner = TTTRunner(model, tok, cfg) if st["B"] == 1 else BatchedTTTRunner(model, tok, cfg, st["B"])
+        t = time.perf_counter()
+        recs = runner.run_batch(docs)
+        wall = time.perf_counter() - t
+        curve = [
+            aggregate([r["loglik"][j] for r in recs], [r["n_bytes"] for r in recs], [r["n_words"] for r in recs])[
+                "bits_per_byte"
+            ]
+            for j in range(args.k + 1)
+        ]
+        ref = ref or curve
+        row = {
+            "model": "smollm2-135m",
+            "machine": machine,
+            "setting": s,
+            "docs": len(docs),
+            "k": args.k,
+            "max_length": args.max_length,
+            "bpb_0": round(curve[0], 5),
+            "bpb_k": round(curve[-1], 5),
+            "max_abs_bpb_diff_vs_float32": float(f"{max(abs(a - b) for a, b in zip(curve, ref)):.6f}"),
+            "seconds": round(wall, 1),
+            "seconds_per_neighbor_per_doc": round(wall / (len(docs) * args.k), 3),
+        }
+        print(json.dumps(row), flush=True)
+        runner.restore_weights()
+        model.to(torch.float32)
+        model.load_state_dict(runner.pristine)
+        del runner
+        gc.collect()
+    assert ref is not None and all(math.isfinite(x) for x in ref)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gpt2-sized-random"])
+    ap.add_argument("--model-path", default=None, help="SmolLM2 as a converted directory (faster than the GGUF)")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--settings", nargs="+", default=[PAPER, "float32:4", "bfloat16:1", "bfloat16-pure:1"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--bpb", action="store_true", help="bpb of each setting on real text instead of speed")
+    ap.add_argument("--docs", type=int, default=3)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--doc-chars", type=int, default=4000, help="each test document's first characters")
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-4)
     args = ap.parse_args()
-    dtype = getattr(torch, args.dtype)
-    makers = {"smollm2-135m": smollm2, "gpt2-sized-random": gpt2_sized}
-    machine = (
-        torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    )
-    results = []
-    for name in args.models:
-        model = makers[name]()
-        for T in args.lengths:
-            r = bench(model, args.device, T, args.repeats, dtype)
-            results.append(
-                {"model": name, "device": args.device, "machine": machine, "dtype": args.dtype, "tokens": T, **r}
-            )
-            print(json.dumps(results[-1]), flush=True)
-        del model
+    if args.device == "cpu":
+        torch.manual_seed(0)
+    bpb(args) if args.bpb else speed(args)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def _assert_same_records(a: list[dict], b: list[dict], rel: float = 1e-5) -> Non
         assert sorted(x) == sorted(y)
         for key in x:
             if key == "seconds":
-                assert list(x[key]) == list(y[key])
+                assert sorted(x[key]) == sorted(y[key])
                 assert [len(x[key][k]) for k in ("train", "eval")] == [len(y[key][k]) for k in ("train", "eval")]
             elif key in ("loglik", "train_loss", "grad_norm"):
                 flat = (lambda v: [u for r in v for u in r]) if key != "loglik" else (lambda v: v)

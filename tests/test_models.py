@@ -172,7 +172,8 @@ def test_tokenize_adds_no_special_tokens(family_model):
 
 def test_prefix_token_per_family(family_model):
     family, _, tok = family_model
-    want = {"gemma3": "<eos>", "qwen2": "<|endoftext|>", "llama": "</s>"}[family]
+    # bos when the tokenizer itself puts it first (gemma3, llama), else <|endoftext|>
+    want = {"gemma3": "<bos>", "qwen2": "<|endoftext|>", "llama": "<s>"}[family]
     assert models.prefix_token_id(tok) == tok.convert_tokens_to_ids(want)
     if FAMILY_SPECIALS[family]["bos_token"]:
         assert models.prefix_token_id(tok, FAMILY_SPECIALS[family]["bos_token"]) == tok.bos_token_id
@@ -233,10 +234,11 @@ REAL = {
     "gemma3": "gemma-3-270m-q4_k_m.gguf",
     "qwen2": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
 }
-# tttnn's rule (<|endoftext|>, else eos, else bos) and lm-evaluation-harness's (bos, else eos)
+# tttnn's rule (bos if the tokenizer adds it, else <|endoftext|>, else eos, else bos) and
+# lm-evaluation-harness's (bos, else eos)
 REAL_PREFIX = {
     "smollm2": ("<|endoftext|>", "<|im_start|>"),
-    "gemma3": ("<eos>", "<bos>"),
+    "gemma3": ("<bos>", "<bos>"),
     "qwen2": ("<|endoftext|>", "<|endoftext|>"),  # its GGUF sets bos = <|endoftext|> (never added)
 }
 

@@ -77,6 +77,7 @@ class BatchedTTTRunner(TTTRunner):
             self.weights[name] = w.requires_grad_(True)
         self.steps = [0] * n
 
+    @torch.no_grad()
     def keep_copies(self, keep: Sequence[int]) -> None:
         """Drop every copy not in ``keep`` (documents that ran out of neighbours), in that order."""
         if list(keep) == list(range(len(self.steps))):
@@ -87,7 +88,7 @@ class BatchedTTTRunner(TTTRunner):
             self.exp_avg[name] = self.exp_avg[name].index_select(0, idx)
             self.exp_avg_sq[name] = self.exp_avg_sq[name].index_select(0, idx)
             if self.precision.master:
-                self.weights[name] = self.weights[name].detach().index_select(0, idx).requires_grad_(True)
+                self.weights[name] = self.weights[name].index_select(0, idx).requires_grad_(True)
             else:
                 self.weights[name] = self.masters[name].requires_grad_(True)
         self.steps = [self.steps[i] for i in keep]
@@ -237,8 +238,9 @@ class BatchedTTTRunner(TTTRunner):
         t0 = time.perf_counter()
         self.reset_copies(len(docs))
         _sync(dev)
+        reset_s = (time.perf_counter() - t0) / len(docs)
         for r in recs:
-            r["seconds"]["reset"] = (time.perf_counter() - t0) / len(docs)
+            r["seconds"]["reset"] = reset_s
         alive = list(range(len(docs)))  # alive[s]: the document held by copy s
 
         def checkpoint(n: int) -> None:

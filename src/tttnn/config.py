@@ -20,7 +20,9 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message starts with the offending key."""
 
 
-def _check_model_path(key: str, path: str) -> None:
+def _check_model_path(key: str, path: str | dict) -> None:
+    if isinstance(path, dict):  # a GGUF split across package files: checked (parts, hash) when joined
+        return
     if path.startswith("package:"):
         if "/" not in path.removeprefix("package:"):
             raise ConfigError(f"{key}: expected package:<module>/<file>, got {path!r}")

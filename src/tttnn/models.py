@@ -249,14 +249,18 @@ def prepare(
 def prefix_token_id(tokenizer, token: str | None = None) -> int:
     """The token that predicts a document's first token.
 
-    An explicit ``token`` wins; else ``<|endoftext|>`` where the vocabulary has it (the document separator
-    of GPT-2-style pretraining, and lm-eval's choice for gpt2), else the eos token, else bos.
+    An explicit ``token`` wins; else the bos token when the tokenizer itself puts it first (Gemma, Llama:
+    lm-eval's choice too); else ``<|endoftext|>`` where the vocabulary has it (the document separator of
+    GPT-2-style pretraining, lm-eval's choice for gpt2; SmolLM2 and Qwen too), else eos, else bos.
     """
     vocab = tokenizer.get_vocab()
     if token is not None:
         if token not in vocab:
             raise ValueError(f"prefix token {token!r} is not in the tokenizer's vocabulary")
         return vocab[token]
+    bos = tokenizer.bos_token_id
+    if bos is not None and tokenizer("a")["input_ids"][:1] == [bos]:
+        return int(bos)  # a model trained with bos first (Gemma, Llama) scores badly without it
     if "<|endoftext|>" in vocab:
         return vocab["<|endoftext|>"]
     for tid in (tokenizer.eos_token_id, tokenizer.bos_token_id):

@@ -57,11 +57,11 @@ class Precision:
 
 
 def setup_precision(cfg: Any, device: torch.device) -> Precision:
-    """The :class:`Precision` for a TTT config on ``device``; switches TF32 on (process-wide) when asked."""
-    if getattr(cfg, "tf32", False):
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        else:
-            log.info("ttt.tf32 has no effect on %s", device.type)
+    """The :class:`Precision` for a TTT config on ``device``; sets TF32 (process-wide) on CUDA as asked."""
+    tf32 = bool(getattr(cfg, "tf32", False))
+    if device.type == "cuda":  # process-wide: the config says which, either way
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    elif tf32:
+        log.info("ttt.tf32 has no effect on %s", device.type)
     return Precision(getattr(cfg, "dtype", "float32"), device.type, bool(getattr(cfg, "compile", False)))

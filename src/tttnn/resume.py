@@ -97,6 +97,7 @@ def run_task(
     progress: bool = True,
     on_document: Callable[[dict[str, Any]], None] | None = None,
     resume_warning: str | None = None,
+    finalize: bool = True,
 ) -> list[dict[str, Any]]:
     """Run ``process`` over every document (``batch_size`` at a time), one JSONL line each as it finishes.
 
@@ -144,8 +145,15 @@ def run_task(
     missing = [i for i in ids if i not in done]
     if missing:  # cannot happen unless the file was edited concurrently; never drop silently
         raise RuntimeError(f"{out_path}: documents without results: {missing}")
-    os.replace(partial, out_path)
+    if finalize:
+        os.replace(partial, out_path)
     return [done[i] for i in ids]
+
+
+def finalize(out_paths: Sequence[str | os.PathLike]) -> None:
+    """Rename every ``<out>.partial`` to ``<out>`` once a multi-file job has finished all of them."""
+    for out in out_paths:
+        os.replace(f"{out}.partial", out)
 
 
 def check_consistent(records: Sequence[Mapping[str, Any]], where: str) -> None:

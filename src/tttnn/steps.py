@@ -117,27 +117,37 @@ def query_texts(test: pd.DataFrame, retrieve: dict[str, Any]) -> tuple[list[str]
     return [q for q, _ in pairs], [e for _, e in pairs]
 
 
-def embed_file(
-    in_path: str, out_path: str, embedder: dict[str, Any], column: str, retrieve: dict[str, Any] | None = None
+def embed_files(
+    in_paths: Sequence[str],
+    out_paths: Sequence[str],
+    embedder: dict[str, Any],
+    column: str,
+    retrieve: dict[str, Any] | None = None,
 ) -> None:
-    """Embed a parquet file's ``text`` column (``column='query'``: the test documents' query texts)."""
+    """Embed parquet files' ``text`` columns (``column='query'``: the documents' query texts), one model load."""
     from .embed import Embedder
 
-    df = pd.read_parquet(in_path)
-    texts = query_texts(df, retrieve or {})[0] if column == "query" else df["text"].tolist()
     emb = Embedder(
         embedder["path"],
         embedder.get("kind", "sentence-transformers"),
         embedder.get("max_seq_length", 256),
         embedder.get("device", "auto"),
     )
-    t0 = time.perf_counter()
-    vec = emb.encode(texts, embedder.get("batch_size", 64))
-    dt = time.perf_counter() - t0
-    log.info(
-        "embedded %d texts in %.1f s (%.1f texts/s), dim %d", len(texts), dt, len(texts) / max(dt, 1e-9), vec.shape[1]
-    )
-    write_npy(vec, out_path)
+    for in_path, out_path in zip(in_paths, out_paths, strict=True):
+        df = pd.read_parquet(in_path)
+        texts = query_texts(df, retrieve or {})[0] if column == "query" else df["text"].tolist()
+        t0 = time.perf_counter()
+        vec = emb.encode(texts, embedder.get("batch_size", 64))
+        dt = time.perf_counter() - t0
+        log.info(
+            "%s: embedded %d texts in %.1f s (%.1f texts/s), dim %d",
+            in_path,
+            len(texts),
+            dt,
+            len(texts) / max(dt, 1e-9),
+            vec.shape[1],
+        )
+        write_npy(vec, out_path)
 
 
 def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
@@ -158,44 +168,47 @@ def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
 def search_shard(
     index_path: str,
     chunks_path: str,
-    queries_path: str,
-    test_path: str,
+    queries_paths: Sequence[str],
+    test_paths: Sequence[str],
     docs_path: str | None,
-    out_path: str,
+    out_paths: Sequence[str],
     retrieve: dict[str, Any],
     nprobe: int,
     shard: str,
     vectors_path: str | None = None,
     rerank: int | None = None,
 ) -> None:
-    """The map step: one shard searched for all of a task's queries (re-ranked exactly from the
-    shard's on-disk embeddings when ``rerank`` is set)."""
+    """The map step: one shard searched for the queries of every task (and split) in turn, the index
+    loaded once (re-ranked exactly from the shard's on-disk embeddings when ``rerank`` is set)."""
     import faiss
 
     from .retrieve import search_shard as search
 
-    test = pd.read_parquet(test_path)
+    index, chunks = faiss.read_index(index_path), pd.read_parquet(chunks_path)
+    vectors = np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None
     doc_texts = None
     if docs_path:
         docs = pd.read_parquet(docs_path)
         doc_texts = dict(zip(docs["doc_id"], docs["text"]))
-    out = search(
-        faiss.read_index(index_path),
-        pd.read_parquet(chunks_path),
-        np.load(queries_path),
-        test["doc_id"].tolist(),
-        test["text"].tolist(),
-        retrieve["k"],
-        shard,
-        retrieve.get("max_distance"),
-        retrieve.get("drop_exact", True),
-        doc_texts,
-        nprobe,
-        np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None,
-        rerank,
-    )
-    log.info("shard %s: %d neighbours for %d queries", shard, len(out), len(test))
-    write_parquet(out, out_path)
+    for queries_path, test_path, out_path in zip(queries_paths, test_paths, out_paths, strict=True):
+        test = pd.read_parquet(test_path)
+        out = search(
+            index,
+            chunks,
+            np.load(queries_path),
+            test["doc_id"].tolist(),
+            test["text"].tolist(),
+            retrieve["k"],
+            shard,
+            retrieve.get("max_distance"),
+            retrieve.get("drop_exact", True),
+            doc_texts,
+            nprobe,
+            vectors,
+            rerank,
+        )
+        log.info("shard %s, %s: %d neighbours for %d queries", shard, test_path, len(out), len(test))
+        write_parquet(out, out_path)
 
 
 def count_rows(paths: Sequence[str]) -> int:
@@ -240,12 +253,15 @@ def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, ch
     write_parquet(merged, out_path)
 
 
-def prepare_model(source: str, out_dir: str) -> None:
-    """A model spec (hub id, local dir, GGUF) -> a plain local model directory with a sha256 manifest."""
-    from .models import save_model
+def prepare_model(
+    source: str | dict[str, Any], out_dir: str, join_dir: str | None = None, dtype: str = "float32"
+) -> None:
+    """A model spec (hub id, local dir, GGUF, GGUF split across package files, joined into ``join_dir``)
+    -> a plain local model directory (weights stored in ``dtype``) with a sha256 manifest."""
+    from .models import prepare
 
     t0 = time.perf_counter()
-    save_model(source, out_dir)
+    prepare(source, out_dir, join_dir=join_dir, dtype=dtype)
     log.info("prepared %s in %s (%.1f s)", source, out_dir, time.perf_counter() - t0)
 
 
@@ -269,30 +285,42 @@ def load_documents(neighbors_path: str | None, test_path: str, query: str = "ful
     return docs
 
 
+def _as_list(x: str | Sequence[str] | None, n: int) -> list:
+    if x is None or isinstance(x, str):
+        return [x] * n
+    return list(x)
+
+
 def run_ttt(
     model_dir: str,
-    neighbors_path: str,
-    test_path: str,
-    out_path: str,
+    neighbors_paths: str | Sequence[str],
+    test_paths: str | Sequence[str],
+    out_paths: str | Sequence[str],
     ttt: dict[str, Any],
     query: str = "full",
     split_max_tokens: int = 1024,
     device: str = "auto",
     dtype: str = "float32",
 ) -> None:
-    """TTT-NN on every test document of one task, resumable; one JSONL line per document."""
+    """TTT-NN (or, with k = 0, plain evaluation) on every test document of each task, resumable; one JSONL
+    line per document; the model is loaded once for all the tasks given."""
     from .models import load_model
-    from .resume import provenance
+    from .resume import finalize, provenance
     from .ttt import TTTConfig, TTTRunner, run_task
 
+    outs = _as_list(out_paths, 1)
+    tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
     cfg = TTTConfig(**ttt)
-    docs = load_documents(neighbors_path, test_path, query, split_max_tokens)
     settings = {**cfg.model_dump(), "query": query, "split_max_tokens": split_max_tokens, "dtype": dtype}
-    prov = provenance(settings, {"model": model_dir, "neighbors": neighbors_path, "test": test_path})
     model, tok = load_model(model_dir, device=device, dtype=dtype)
-    log.info("TTT on %d documents of %s: %s", len(docs), Path(test_path).stem, settings)
-    recs = run_task(TTTRunner(model, tok, cfg), docs, out_path, prov)
-    log.info("done: %d documents", len(recs))
+    runner = TTTRunner(model, tok, cfg)
+    for nb, test, out in zip(nbs, tests, outs, strict=True):
+        docs = load_documents(nb, test, query, split_max_tokens)
+        prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
+        log.info("TTT on %d documents of %s: %s", len(docs), Path(test).stem, settings)
+        recs = run_task(runner, docs, out, prov, finalize=False)
+        log.info("done: %d documents", len(recs))
+    finalize(outs)
 
 
 ABLATIONS = ("order-", "index_size-", "dynamic_eval")
@@ -335,32 +363,32 @@ def method_runner(method: str, model, tok, cfg, methods: dict[str, Any], retriev
 def run_method(
     method: str,
     model_dir: str,
-    neighbors_path: str | None,
-    test_path: str,
-    out_path: str,
+    neighbors_paths: str | Sequence[str] | None,
+    test_paths: str | Sequence[str],
+    out_paths: str | Sequence[str],
     ttt: dict[str, Any],
     methods: dict[str, Any],
     retrieve: dict[str, Any],
     device: str = "auto",
     dtype: str = "float32",
 ) -> None:
-    """One baseline or ablation on every test document of one task (the ablations on the first
-    ``methods.n_docs``, evaluated at ``methods.eval_at``, default 0 and k), resumable like TTT."""
+    """One baseline or ablation on the test documents of each task given (the ablations on the first
+    ``methods.n_docs``, evaluated at ``methods.eval_at``, default 0 and k), resumable like TTT; the model
+    is loaded once for all tasks, and no task's file is published before all are done."""
     from .models import load_model
-    from .resume import provenance, run_task
+    from .resume import finalize, provenance, run_task
     from .settings import TTTConfig
 
+    outs = _as_list(out_paths, 1)
+    tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
     cfg = TTTConfig(**ttt)
     if methods.get("k"):
         cfg = cfg.model_copy(update={"k": min(cfg.k, methods["k"]) if cfg.k else 0})
     ablation = method.startswith(ABLATIONS)
+    if ablation:
+        cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})
     # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
     query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
-    docs = load_documents(neighbors_path, test_path, query, retrieve.get("split_max_tokens", 1024))
-    if ablation:
-        if methods.get("n_docs"):
-            docs = docs[: methods["n_docs"]]
-        cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})
     section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
     settings = {
         **cfg.model_dump(),
@@ -369,11 +397,16 @@ def run_method(
         "query": query,
         "split_max_tokens": retrieve.get("split_max_tokens", 1024),
         "dtype": dtype,
-        "n_docs": len(docs),
+        "n_docs": methods.get("n_docs") if ablation else None,
     }
-    prov = provenance(settings, {"model": model_dir, "neighbors": neighbors_path, "test": test_path})
     model, tok = load_model(model_dir, device=device, dtype=dtype)
     runner = method_runner(method, model, tok, cfg, methods, retrieve)
-    log.info("%s on %d documents of %s: %s", method, len(docs), Path(test_path).stem, settings)
-    recs = run_task(docs, out_path, runner.run_batch, prov)
-    log.info("done: %d documents", len(recs))
+    for nb, test, out in zip(nbs, tests, outs, strict=True):
+        docs = load_documents(nb, test, query, retrieve.get("split_max_tokens", 1024))
+        if ablation and methods.get("n_docs"):
+            docs = docs[: methods["n_docs"]]
+        prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
+        log.info("%s on %d documents of %s: %s", method, len(docs), Path(test).stem, settings)
+        recs = run_task(docs, out, runner.run_batch, prov, finalize=False)
+        log.info("done: %d documents", len(recs))
+    finalize(outs)

@@ -1,5 +1,6 @@
 # Config validation and the helpers that compute paths, inputs and targets.
 import os
+import re
 
 from snakemake.utils import validate
 
@@ -24,8 +25,13 @@ EMBEDDER = chunking_key(config)
 INDEX = config["index"]["name"]
 MODELS = list(config["models"])
 TRAINED = [m for m, spec in config["models"].items() if spec.get("train", True)]
+UNTRAINED = [m for m in MODELS if m not in TRAINED]
+# model-name patterns that send a model to the ttt rule (per task) or the evaluate rule (all tasks at once)
+TRAINED_RE = "|".join(re.escape(m) for m in TRAINED) or "(?!)"
+UNTRAINED_RE = "|".join(re.escape(m) for m in UNTRAINED) or "(?!)"
 METHOD_MODELS = [m for m in TRAINED if m in (config.get("methods", {}).get("models") or TRAINED)]
 METHODS = method_names(config)
+SPLITS = ["test", "valid"] if config["corpus"]["n_valid_docs"] else ["test"]
 FIGURES = ["bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"]
 METHOD_FIGURES = ["methods", "order", "index_size"]
 RETRIEVAL = f"{CORPUS}/{EMBEDDER}/{INDEX}"
@@ -55,6 +61,16 @@ def model_source(wildcards):
 
 def model_dtype(wildcards):
     return config["models"][wildcards.model].get("dtype", config["ttt"]["dtype"])
+
+
+def model_storage(wildcards):
+    """Trained models are stored in float32 (their optimizer's master weights); others in their dtype."""
+    spec = config["models"][wildcards.model]
+    return "float32" if spec.get("train", True) else spec.get("dtype", "float32")
+
+
+def model_prepare_mem(wildcards):
+    return config["models"][wildcards.model].get("prepare_mem_mb", 8000)
 
 
 def model_mem(wildcards):

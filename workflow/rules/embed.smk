@@ -20,15 +20,16 @@ rule embed:
         "../scripts/embed.py"
 
 
+# every query set (test and validation documents of every task) in one job: one embedder load
 rule embed_queries:
     input:
-        R("corpus/{corpus}/{split}/{task}.parquet"),
+        expand(R("corpus/{{corpus}}/{split}/{task}.parquet"), split=SPLITS, task=ALL_TASKS),
     output:
-        R("embeddings/{corpus}/{embedder}/queries/{split}/{task}.npy"),
+        expand(R("embeddings/{{corpus}}/{{embedder}}/queries/{split}/{task}.npy"), split=SPLITS, task=ALL_TASKS),
     log:
-        R("logs/embed/{corpus}/{embedder}/queries/{split}/{task}.log"),
+        R("logs/embed/{corpus}/{embedder}/queries.log"),
     benchmark:
-        R("benchmarks/embed/{corpus}/{embedder}/queries/{split}/{task}.tsv")
+        R("benchmarks/embed/{corpus}/{embedder}/queries.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

@@ -1,18 +1,19 @@
-# Baselines and ablations of the paper, one rule each, for every trained model and task. Each writes one
-# JSONL line per document as it finishes (resumable, fingerprinted) with the same metric code as TTT.
+# Baselines and ablations of the paper, one rule each, for every trained model (methods.models). One job
+# runs a method on every task (one model load); it writes one JSONL line per document as it finishes
+# (resumable, fingerprinted) and publishes the tasks' files together, with the same metric code as TTT.
 
 
 rule incontext:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
-        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/incontext/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/incontext/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/incontext/{run}/{model}/{task}.log"),
+        R("logs/incontext/{run}/{model}.log"),
     benchmark:
-        R("benchmarks/incontext/{run}/{model}/{task}.tsv")
+        R("benchmarks/incontext/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -34,14 +35,14 @@ rule incontext:
 rule interpolation:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
-        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/interpolation/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/interpolation/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/interpolation/{run}/{model}/{task}.log"),
+        R("logs/interpolation/{run}/{model}.log"),
     benchmark:
-        R("benchmarks/interpolation/{run}/{model}/{task}.tsv")
+        R("benchmarks/interpolation/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -60,18 +61,17 @@ rule interpolation:
         "../scripts/method.py"
 
 
-# the same on the held-out validation documents, where alpha is chosen
 rule interpolation_valid:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"),
-        test=R(f"corpus/{CORPUS}/valid/{{task}}.parquet"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/valid/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/interpolation_valid/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/interpolation_valid/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/interpolation_valid/{run}/{model}/{task}.log"),
+        R("logs/interpolation_valid/{run}/{model}.log"),
     benchmark:
-        R("benchmarks/interpolation_valid/{run}/{model}/{task}.tsv")
+        R("benchmarks/interpolation_valid/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -93,13 +93,13 @@ rule interpolation_valid:
 rule dynamic_eval:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/dynamic_eval/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/dynamic_eval/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/dynamic_eval/{run}/{model}/{task}.log"),
+        R("logs/dynamic_eval/{run}/{model}.log"),
     benchmark:
-        R("benchmarks/dynamic_eval/{run}/{model}/{task}.tsv")
+        R("benchmarks/dynamic_eval/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -121,14 +121,14 @@ rule dynamic_eval:
 rule order:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
-        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/order-{order}/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/order-{{order}}/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/order/{run}/{model}/{order}/{task}.log"),
+        R("logs/order/{run}/{model}/{order}.log"),
     benchmark:
-        R("benchmarks/order/{run}/{model}/{order}/{task}.tsv")
+        R("benchmarks/order/{run}/{model}/{order}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2
@@ -150,14 +150,14 @@ rule order:
 rule index_size:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=R(f"neighbors/{RETRIEVAL}/test/shards-{{nshards}}/{{task}}.parquet"),
-        test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/shards-{{{{nshards}}}}/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
     output:
-        R("baselines/{run}/{model}/index_size-{nshards}/{task}.jsonl"),
+        expand(R("baselines/{{run}}/{{model}}/index_size-{{nshards}}/{task}.jsonl"), task=TASKS),
     log:
-        R("logs/index_size/{run}/{model}/{nshards}/{task}.log"),
+        R("logs/index_size/{run}/{model}/{nshards}.log"),
     benchmark:
-        R("benchmarks/index_size/{run}/{model}/{nshards}/{task}.tsv")
+        R("benchmarks/index_size/{run}/{model}/{nshards}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

@@ -1,4 +1,4 @@
-# Map: search one shard for all queries of a task. Reduce: merge the shards' lists into a global top-k.
+# Map: search one shard for the queries of every task and split. Reduce: merge the shards' lists into a global top-k.
 # {split} is test (the evaluated documents) or valid (held-out documents for choosing a method's parameter).
 
 
@@ -6,16 +6,20 @@ rule search_shard:
     input:
         index=R("index/{corpus}/{embedder}/{faiss_index}/{shard}.faiss"),
         chunks=R("chunks/{corpus}/{embedder}/{shard}.parquet"),
-        queries=R("embeddings/{corpus}/{embedder}/queries/{split}/{task}.npy"),
-        test=R("corpus/{corpus}/{split}/{task}.parquet"),
+        queries=expand(R("embeddings/{{corpus}}/{{embedder}}/queries/{split}/{task}.npy"), split=SPLITS, task=ALL_TASKS),
+        test=expand(R("corpus/{{corpus}}/{split}/{task}.parquet"), split=SPLITS, task=ALL_TASKS),
         docs=shard_docs,
         vectors=shard_vectors,
     output:
-        R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.parquet"),
+        expand(
+            R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{split}/{task}/{{shard}}.parquet"),
+            split=SPLITS,
+            task=ALL_TASKS,
+        ),
     log:
-        R("logs/search/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.log"),
+        R("logs/search/{corpus}/{embedder}/{faiss_index}/{shard}.log"),
     benchmark:
-        R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{split}/{task}/{shard}.tsv")
+        R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

@@ -12,10 +12,12 @@ rule prepare_model:
         "../../envs/tttnn.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=model_prepare_mem,
         runtime=60,
     params:
         source=model_source,
+        join_dir=os.path.join(RESOURCES, "gguf"),
+        dtype=model_storage,
     script:
         "../scripts/prepare_model.py"
 
@@ -31,6 +33,40 @@ rule ttt:
         R("logs/ttt/{run}/{model}/{task}.log"),
     benchmark:
         R("benchmarks/ttt/{run}/{model}/{task}.tsv")
+    wildcard_constraints:
+        model=TRAINED_RE,
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=model_mem,
+        runtime=config["ttt"]["runtime"],
+        gpu=config["ttt"]["gpus"],
+    params:
+        ttt=model_ttt,
+        query=config["retrieve"]["query"],
+        split_max_tokens=config["retrieve"]["split_max_tokens"],
+        device=config["ttt"]["device"],
+        dtype=model_dtype,
+    script:
+        "../scripts/ttt.py"
+
+
+# A model without TTT (train: false) needs one evaluation per document: one job for all tasks, so a
+# large model is loaded once.
+rule evaluate:
+    input:
+        model=os.path.join(RESOURCES, "models/{model}"),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+    output:
+        expand(R("ttt/{{run}}/{{model}}/{task}.jsonl"), task=TASKS),
+    log:
+        R("logs/evaluate/{run}/{model}.log"),
+    benchmark:
+        R("benchmarks/evaluate/{run}/{model}.tsv")
+    wildcard_constraints:
+        model=UNTRAINED_RE,
     conda:
         "../../envs/tttnn.yaml"
     threads: 2

@@ -1,4 +1,4 @@
-"""Rules incontext, interpolation(_valid), dynamic_eval, order and index_size: one baseline or ablation."""
+"""Rules incontext, interpolation(_valid), dynamic_eval, order and index_size: one baseline or ablation, all tasks."""
 
 from tttnn import logs, steps
 
@@ -12,7 +12,7 @@ with logs.cpu_slot(snakemake.threads):
         inp.model,
         inp.get("neighbors"),
         inp.test,
-        snakemake.output[0],
+        list(snakemake.output),
         p.ttt,
         p.methods,
         p.retrieve,

@@ -1,6 +1,7 @@
-"""Rule prepare_model: hub id / local dir / GGUF -> a plain local model directory."""
+"""Rule prepare_model: hub id / local dir / GGUF (whole or split across packages) -> a plain local model directory."""
 
 from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
-steps.prepare_model(snakemake.params.source, snakemake.output[0])
+p = snakemake.params
+steps.prepare_model(p.source, snakemake.output[0], p.join_dir, p.dtype)

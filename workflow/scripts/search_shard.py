@@ -1,10 +1,10 @@
-"""Rule search_shard (map): one shard searched for all queries of a task."""
+"""Rule search_shard (map): one shard searched for the queries of every task and split."""
 
 from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
 logs.set_threads(snakemake.threads)
-inp = snakemake.input
+inp, p = snakemake.input, snakemake.params
 with logs.cpu_slot(snakemake.threads):
     steps.search_shard(
         inp.index,
@@ -12,10 +12,10 @@ with logs.cpu_slot(snakemake.threads):
         inp.queries,
         inp.test,
         inp.docs or None,
-        snakemake.output[0],
-        snakemake.params.retrieve,
-        snakemake.params.nprobe,
+        snakemake.output,
+        p.retrieve,
+        p.nprobe,
         snakemake.wildcards.shard,
         inp.vectors or None,
-        snakemake.params.rerank,
+        p.rerank,
     )

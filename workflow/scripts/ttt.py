@@ -1,16 +1,16 @@
-"""Rule ttt: test-time training on each test document of one task (resumes a killed run)."""
+"""Rules ttt (one task) and evaluate (every task of a model without TTT): resumes a killed run."""
 
 from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
 logs.set_threads(snakemake.threads)
-p = snakemake.params
+p, inp = snakemake.params, snakemake.input
 with logs.cpu_slot(snakemake.threads):
     steps.run_ttt(
-        snakemake.input.model,
-        snakemake.input.neighbors,
-        snakemake.input.test,
-        snakemake.output[0],
+        inp.model,
+        inp.neighbors,
+        inp.test,
+        list(snakemake.output),
         p.ttt,
         p.query,
         p.split_max_tokens,
