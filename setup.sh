@@ -18,11 +18,13 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-pip install "$TORCH"
-pip install -r requirements.txt
-pip install --no-deps $NODEPS
-[[ -n "${TTTNN_NO_PARTS:-}" ]] || pip install --no-deps $PARTS
-pip install --no-deps -e .
+# torch with pip (it takes the CPU wheel this machine keeps on disk), everything else with uv (~5x faster);
+# uv keeps the installed torch, which satisfies every dependency's range
+"$VENV/bin/python" -m pip --disable-pip-version-check -q install "$TORCH" "uv==0.13.8"
+uv() { "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" "$@"; }
+uv -r requirements.txt
+uv --no-deps $NODEPS
+[[ -n "${TTTNN_NO_PARTS:-}" ]] || uv --no-deps $PARTS
+uv --no-deps -e .
 echo "$want" > "$stamp"
 echo "setup.sh: installed into $VENV (activate with: source $VENV/bin/activate)"

@@ -48,9 +48,12 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
-def test_pile_config_resolves_as_a_dag():
+def test_paper_configs_resolve_as_dags():
     # hub ids are fine when online (a dry run reads nothing from the hub); offline they fail at once
     out = snakemake("-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules", offline=False)
+    assert "search_shard" in out.stdout + out.stderr
+    mini = snakemake("-n", "figures", "--configfile", "config/paper-mini.yaml", "--quiet", "rules")
+    assert "evaluate" in mini.stdout + mini.stderr and "index_size" in mini.stdout + mini.stderr
     text = out.stdout + out.stderr
     assert "search_shard" in text and "ttt" in text and "prepare_model" in text
 

@@ -118,13 +118,26 @@ def training_cost(costs: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
 
 
 def model_comparison(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure:
-    """Every model without TTT, and the trained models after their last neighbour, per task."""
+    """Every model without TTT, and the trained models after their last neighbour, per task; under each task
+    the share of the small-to-large gap that TTT closes (the paper's model-size claim)."""
+    from .summarize import gap_table
+
     first = (_trained(models) or list(models))[0]
-    return _bars(
-        _settings(curves, models, baselines=True),
-        _task_order(curves, first),
-        "Models with test-time training against models without it",
+    order = _task_order(curves, first)
+    fig = _bars(
+        _settings(curves, models, baselines=True), order, "Models with test-time training against models without it"
     )
+    gaps = gap_table(curves, models)
+    if len(gaps):
+        g = gaps[gaps["small"] == first].groupby("task")["gap_closed"].first()
+        ax = fig.axes[0]
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels([f"{t}\ngap closed {g[t]:.0%}" if t in g and g[t] == g[t] else t for t in order], fontsize=8)
+        ax.set_xlabel(
+            f"task (gap closed = share of the gap between {first} and {gaps['large'].iloc[0]} that TTT closes)"
+        )
+        fig.tight_layout()
+    return fig
 
 
 FIGURES = {

@@ -160,3 +160,36 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
         ]
     )
     return summary, curves, costs
+
+
+def gap_table(curves: pd.DataFrame, models: dict[str, Any]) -> pd.DataFrame:
+    """The paper's model-size claim: per task, how much of the gap between each trained (small) model and
+    each untrained (large) one TTT closes: (small before - small after k) / (small before - large)."""
+    trained = [m for m, s in models.items() if s.get("train", True)]
+    large = [m for m, s in models.items() if not s.get("train", True)]
+    rows = []
+    for small in trained:
+        s = curves[curves["model"] == small]
+        k = s["n_neighbors"].max()
+        for big in large:
+            b = curves[(curves["model"] == big) & (curves["n_neighbors"] == 0)].set_index("task")["bits_per_byte"]
+            for task, g in s.groupby("task", sort=False):
+                if task not in b.index:
+                    continue
+                before = float(g.loc[g["n_neighbors"] == 0, "bits_per_byte"].iloc[0])
+                after = float(g.loc[g["n_neighbors"] == k, "bits_per_byte"].iloc[0])
+                gap = before - float(b[task])
+                rows.append(
+                    {
+                        "task": task,
+                        "small": small,
+                        "large": big,
+                        "k": int(k),
+                        "small_before": before,
+                        "small_after": after,
+                        "large_bpb": float(b[task]),
+                        "gap_closed": (before - after) / gap if gap > 0 else float("nan"),
+                    }
+                )
+    cols = ["task", "small", "large", "k", "small_before", "small_after", "large_bpb", "gap_closed"]
+    return pd.DataFrame(rows, columns=cols)

@@ -12,6 +12,7 @@ rule summarize:
             caption="../report/curves.rst",
             category="Tables",
         ),
+        gap=R("tables/{run}/gap.csv"),
         costs=report(
             R("tables/{run}/costs.csv"),
             caption="../report/costs.rst",

@@ -1,11 +1,13 @@
-"""Rule summarize: TTT results -> summary, curves and costs tables."""
+"""Rule summarize: TTT results -> summary, curves, costs and model-gap tables."""
 
 from tttnn import logs
 from tttnn.io import atomic_path
-from tttnn.summarize import load_results, summarize
+from tttnn.summarize import gap_table, load_results, summarize
 
 logs.to_file(snakemake.log[0])
-tables = summarize(load_results(snakemake.input), snakemake.params.bootstrap, snakemake.params.seed)
-for df, path in zip(tables, [snakemake.output.summary, snakemake.output.curves, snakemake.output.costs]):
+out, p = snakemake.output, snakemake.params
+summary, curves, costs = summarize(load_results(snakemake.input), p.bootstrap, p.seed)
+tables = {out.summary: summary, out.curves: curves, out.costs: costs, out.gap: gap_table(curves, p.models)}
+for path, df in tables.items():
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
