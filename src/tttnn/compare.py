@@ -89,8 +89,15 @@ def _at(recs: Records, pick: Callable[[list[int]], int]) -> tuple[np.ndarray, np
     return ll[:, cps.index(pick(cps))], np.array([r["n_bytes"] for r in recs], dtype=float)
 
 
-def methods_table(results: dict[tuple[str, str, str], Records], B: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """bpb per task, model and method: no TTT, TTT-NN, in-context, interpolation, dynamic evaluation."""
+def methods_table(
+    results: dict[tuple[str, str, str], Records], B: int = 1000, seed: int = 0, k: int | None = None
+) -> pd.DataFrame:
+    """bpb per task, model and method: no TTT, TTT-NN, in-context, interpolation, dynamic evaluation;
+    TTT-NN after ``k`` neighbours (the methods' k) where that checkpoint was evaluated, else after its last."""
+
+    def at_k(cps: list[int]) -> int:
+        return max((c for c in cps if k is None or c <= k), default=max(cps))
+
     from .interpolation import choose_alpha, oracle_alpha, with_alpha
 
     rng = np.random.default_rng(seed)
@@ -105,7 +112,7 @@ def methods_table(results: dict[tuple[str, str, str], Records], B: int = 1000, s
             if method == "ttt":
                 per.setdefault("none", {})[task] = _at(recs, min)
                 if max(recs[0]["checkpoints"]) > 0 or any(max(r["checkpoints"]) > 0 for r in recs):
-                    per.setdefault("ttt-nn", {})[task] = _at(recs, max)
+                    per.setdefault("ttt-nn", {})[task] = _at(recs, at_k)
             elif method == "incontext":
                 per.setdefault("incontext", {})[task] = _at(recs, max)
             elif method == "interpolation":

@@ -169,8 +169,10 @@ def ttt_config(config: dict[str, Any], model: str) -> TTTConfig:
     """The TTT hyper-parameters of one model: the ttt section, the model's overrides, k from retrieve."""
     spec = config["models"][model]
     merged = {**config.get("ttt", {}), **spec.get("ttt", {})}
-    for key in ("device", "dtype", "gpus", "mem_mb", "runtime"):
+    for key in ("device", "gpus", "mem_mb", "runtime"):
         merged.pop(key, None)
+    if "dtype" in spec:
+        merged["dtype"] = spec["dtype"]
     merged["k"] = config["retrieve"]["k"] if spec.get("train", True) else 0
     try:
         return TTTConfig(**merged)
@@ -207,7 +209,9 @@ def check_config(config: dict[str, Any]) -> None:
     if unknown:
         raise ConfigError(f"methods.models: {unknown} not in models {sorted(config['models'])}")
     if methods.get("interpolation") is not None and config["corpus"].get("n_valid_docs", 0) < 1:
-        raise ConfigError("methods.interpolation: needs corpus.n_valid_docs >= 1 (alpha is chosen on held-out documents)")
+        raise ConfigError(
+            "methods.interpolation: needs corpus.n_valid_docs >= 1 (alpha is chosen on held-out documents)"
+        )
     for name, spec in config["models"].items():
         _check_model_path(f"models.{name}.path", spec["path"])
         cfg = ttt_config(config, name)

@@ -21,8 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .metrics import Window, count_bytes, count_words, rolling_windows, windows_loglik
-from .models import prefix_token_id, tokenize
-from .resume import Document
+from .models import document_tokens, prefix_token_id, tokenize
+from .resume import Document, PerDocument
 from .settings import TTTConfig
 
 __all__ = ["InContextRunner", "InContextSettings", "build_context", "max_positions"]
@@ -65,7 +65,7 @@ def build_context(neighbor_tokens: Sequence[Sequence[int]], budget: int, sep: in
     return block, len(pieces)
 
 
-class InContextRunner:
+class InContextRunner(PerDocument):
     """Scores each document with its neighbours in context; ``run_batch`` plugs into resume.run_task."""
 
     def __init__(
@@ -92,16 +92,10 @@ class InContextRunner:
             )
         self.budget = budget
 
-    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
-        """One record per document, in order."""
-        return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]
-
     def run_document(self, doc_id: str, text: str, neighbors: Sequence[Any]) -> dict[str, Any]:
         """Rolling log-likelihood without (checkpoint 0) and with the neighbours in context (checkpoint k)."""
         cfg, st = self.cfg, self.settings
-        tokens = tokenize(self.tokenizer, text)
-        if not tokens:
-            raise ValueError(f"document {doc_id} has no tokens")
+        tokens = document_tokens(self.tokenizer, doc_id, text)
         offered = list(neighbors[: cfg.k])
         used = [
             n

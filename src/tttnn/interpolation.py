@@ -19,8 +19,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .metrics import count_bytes, count_words, rolling_windows, windows_token_logprobs
-from .models import prefix_token_id, tokenize
-from .resume import Document
+from .models import document_tokens, prefix_token_id, tokenize
+from .resume import Document, PerDocument
 from .settings import TTTConfig
 
 __all__ = [
@@ -113,7 +113,7 @@ def with_alpha(record: dict[str, Any], alpha: float) -> dict[str, Any]:
     return out
 
 
-class InterpolationRunner:
+class InterpolationRunner(PerDocument):
     """Scores each document's rolling windows once and the mixture for every alpha of the grid."""
 
     def __init__(
@@ -126,16 +126,10 @@ class InterpolationRunner:
         self.prefix = prefix_token_id(tokenizer, cfg.prefix_token)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
 
-    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
-        """One record per document, in order."""
-        return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]
-
     def run_document(self, doc_id: str, text: str, neighbors: Sequence[Any]) -> dict[str, Any]:
         """Log-likelihood of the document for every alpha; checkpoint 0 is the plain rolling metric."""
         cfg, st = self.cfg, self.settings
-        tokens = tokenize(self.tokenizer, text)
-        if not tokens:
-            raise ValueError(f"document {doc_id} has no tokens")
+        tokens = document_tokens(self.tokenizer, doc_id, text)
         used = list(neighbors[: cfg.k])
         t = time.perf_counter()
         p_knn = knn_distribution(

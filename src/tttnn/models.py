@@ -269,6 +269,14 @@ def prefix_token_id(tokenizer, token: str | None = None) -> int:
     raise ValueError("tokenizer has no <|endoftext|>, eos or bos token: set ttt.prefix_token")
 
 
+def document_tokens(tokenizer, doc_id: str, text: str) -> list[int]:
+    """A document's tokens for scoring; an empty result is an error naming the document."""
+    tokens = tokenize(tokenizer, text)
+    if not tokens:
+        raise ValueError(f"document {doc_id} has no tokens")
+    return tokens
+
+
 def tokenize(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` with no special tokens added (long texts are fine: we window them)."""
     return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from .metrics import count_bytes, count_words, rolling_windows
-from .models import tokenize
+from .models import document_tokens, tokenize
 from .resume import Document
 from .settings import TTTConfig
 from .ttt import TTTRunner, document_seed

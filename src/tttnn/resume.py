@@ -32,6 +32,14 @@ class Document:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class PerDocument:
+    """``run_batch`` for runners that take one document at a time through ``run_document``."""
+
+    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
+        """One record per document, in order."""
+        return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]  # type: ignore[attr-defined]
+
+
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, or of a directory: its manifest when it has one, else every file in it."""
     p = Path(path)

@@ -25,6 +25,7 @@ class TTTConfig(BaseModel):
     seed: int = 0
     eval_batch_size: int = Field(4, ge=1)
     prefix_token: str | None = None
+    pad_checkpoints: bool = False  # record checkpoints past a document's last neighbour (repeating its value)
     # how the loop is run; none of these is a hyper-parameter of the method
     batch_documents: int = Field(1, ge=1)  # documents advanced in lock-step (own weights and AdamW each); same results
     dtype: Literal["float32", "bfloat16", "bfloat16-pure"] = "float32"  # bf16 autocast / bf16 weights + fp32 master

@@ -300,7 +300,6 @@ def run_ttt(
     query: str = "full",
     split_max_tokens: int = 1024,
     device: str = "auto",
-    dtype: str = "float32",
 ) -> None:
     """TTT-NN (or, with k = 0, plain evaluation) on every test document of each task, resumable; one JSONL
     line per document; the model is loaded once for all the tasks given."""
@@ -311,14 +310,20 @@ def run_ttt(
     outs = _as_list(out_paths, 1)
     tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
     cfg = TTTConfig(**ttt)
-    settings = {**cfg.model_dump(), "query": query, "split_max_tokens": split_max_tokens, "dtype": dtype}
-    model, tok = load_model(model_dir, device=device, dtype=dtype)
-    runner = TTTRunner(model, tok, cfg)
+    settings = {**cfg.model_dump(), "query": query, "split_max_tokens": split_max_tokens}
+    # weights load in float32; the runner applies ttt.dtype (autocast, or bf16 weights with a float32 master)
+    model, tok = load_model(model_dir, device=device, dtype="float32")
+    if cfg.batch_documents > 1 and cfg.k > 0:
+        from .batched import BatchedTTTRunner
+
+        runner: TTTRunner = BatchedTTTRunner(model, tok, cfg, cfg.batch_documents)
+    else:
+        runner = TTTRunner(model, tok, cfg)
     for nb, test, out in zip(nbs, tests, outs, strict=True):
         docs = load_documents(nb, test, query, split_max_tokens)
         prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
         log.info("TTT on %d documents of %s: %s", len(docs), Path(test).stem, settings)
-        recs = run_task(runner, docs, out, prov, finalize=False)
+        recs = run_task(runner, docs, out, prov, batch_size=cfg.batch_documents, finalize=False)
         log.info("done: %d documents", len(recs))
     finalize(outs)
 
@@ -370,7 +375,6 @@ def run_method(
     methods: dict[str, Any],
     retrieve: dict[str, Any],
     device: str = "auto",
-    dtype: str = "float32",
 ) -> None:
     """One baseline or ablation on the test documents of each task given (the ablations on the first
     ``methods.n_docs``, evaluated at ``methods.eval_at``, default 0 and k), resumable like TTT; the model
@@ -396,10 +400,9 @@ def run_method(
         "method_settings": section,
         "query": query,
         "split_max_tokens": retrieve.get("split_max_tokens", 1024),
-        "dtype": dtype,
         "n_docs": methods.get("n_docs") if ablation else None,
     }
-    model, tok = load_model(model_dir, device=device, dtype=dtype)
+    model, tok = load_model(model_dir, device=device, dtype="float32")
     runner = method_runner(method, model, tok, cfg, methods, retrieve)
     for nb, test, out in zip(nbs, tests, outs, strict=True):
         docs = load_documents(nb, test, query, retrieve.get("split_max_tokens", 1024))

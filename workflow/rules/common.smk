@@ -59,16 +59,6 @@ def model_source(wildcards):
     return config["models"][wildcards.model]["path"]
 
 
-def model_dtype(wildcards):
-    return config["models"][wildcards.model].get("dtype", config["ttt"]["dtype"])
-
-
-def model_storage(wildcards):
-    """Trained models are stored in float32 (their optimizer's master weights); others in their dtype."""
-    spec = config["models"][wildcards.model]
-    return "float32" if spec.get("train", True) else spec.get("dtype", "float32")
-
-
 def model_prepare_mem(wildcards):
     return config["models"][wildcards.model].get("prepare_mem_mb", 8000)
 

@@ -23,7 +23,6 @@ rule incontext:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="incontext",
         methods=config["methods"],
         retrieve=config["retrieve"],
@@ -52,7 +51,6 @@ rule interpolation:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="interpolation",
         methods=config["methods"],
         retrieve=config["retrieve"],
@@ -81,7 +79,6 @@ rule interpolation_valid:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="interpolation_valid",
         methods=config["methods"],
         retrieve=config["retrieve"],
@@ -109,7 +106,6 @@ rule dynamic_eval:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="dynamic_eval",
         methods=config["methods"],
         retrieve=config["retrieve"],
@@ -138,7 +134,6 @@ rule order:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="order",
         methods=config["methods"],
         retrieve=config["retrieve"],
@@ -167,7 +162,6 @@ rule index_size:
         gpu=config["ttt"]["gpus"],
     params:
         ttt=model_ttt,
-        dtype=model_dtype,
         method="index_size",
         methods=config["methods"],
         retrieve=config["retrieve"],

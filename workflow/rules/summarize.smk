@@ -53,6 +53,7 @@ rule summarize_methods:
         runtime=10,
     params:
         n_shards=config["corpus"]["n_shards"],
+        k=config["methods"].get("k"),
         bootstrap=config["figures"]["bootstrap"],
         seed=config["figures"]["seed"],
     script:

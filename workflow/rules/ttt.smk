@@ -17,7 +17,6 @@ rule prepare_model:
     params:
         source=model_source,
         join_dir=os.path.join(RESOURCES, "gguf"),
-        dtype=model_storage,
     script:
         "../scripts/prepare_model.py"
 
@@ -47,7 +46,6 @@ rule ttt:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         device=config["ttt"]["device"],
-        dtype=model_dtype,
     script:
         "../scripts/ttt.py"
 
@@ -79,6 +77,5 @@ rule evaluate:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         device=config["ttt"]["device"],
-        dtype=model_dtype,
     script:
         "../scripts/ttt.py"

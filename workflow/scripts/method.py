@@ -17,5 +17,4 @@ with logs.cpu_slot(snakemake.threads):
         p.methods,
         p.retrieve,
         device=p.device,
-        dtype=p.dtype,
     )

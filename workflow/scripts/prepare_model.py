@@ -4,4 +4,4 @@ from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
 p = snakemake.params
-steps.prepare_model(p.source, snakemake.output[0], p.join_dir, p.dtype)
+steps.prepare_model(p.source, snakemake.output[0], p.join_dir)

@@ -9,7 +9,7 @@ p, out = snakemake.params, snakemake.output
 results = load_method_results([*snakemake.input.ttt, *snakemake.input.methods])
 sizes, distances = index_size_table(results, p.n_shards, p.bootstrap, p.seed)
 tables = {
-    out.methods: methods_table(results, p.bootstrap, p.seed),
+    out.methods: methods_table(results, p.bootstrap, p.seed, p.k),
     out.order: order_table(results, p.bootstrap, p.seed),
     out.index_size: sizes,
     out.distances: distances,

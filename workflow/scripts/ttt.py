@@ -15,5 +15,4 @@ with logs.cpu_slot(snakemake.threads):
         p.query,
         p.split_max_tokens,
         p.device,
-        p.dtype,
     )
