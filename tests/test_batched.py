@@ -75,20 +75,23 @@ def test_batched_equals_batch_one(model_no_dropout, kw):
     _assert_same_records(ref, got)
     # the test really trains: several windows per neighbour, clipping active, and learning changes the loglik
     assert ref[0]["loglik"][1] != pytest.approx(ref[0]["loglik"][0], rel=1e-3)
-    assert ref[3]["loglik"] == [ref[3]["loglik"][0]] * len(ref[3]["checkpoints"])  # no neighbours: repeated
+    assert ref[3]["checkpoints"] == [0]  # no neighbours: nothing past n = 0 is recorded
     if "max_windows_per_neighbor" not in kw:
         assert len(ref[0]["train_loss"][0]) > 1
     if kw.get("grad_clip", 1.0) is not None:
         assert max(g for r in ref[0]["grad_norm"] for g in r) > 1.0
 
 
-def test_documents_out_of_neighbours_repeat_their_last_value(model_no_dropout):
+def test_documents_out_of_neighbours_stop_at_their_last_one(model_no_dropout):
     model, tok = model_no_dropout
     recs = BatchedTTTRunner(model, tok, _cfg(), 4).run_batch(_docs())
     d1 = recs[1]
-    assert d1["checkpoints"] == [0, 1, 2, 3] and d1["n_neighbors"] == 1
-    assert d1["loglik"][2] == d1["loglik"][1] == d1["loglik"][3]
-    assert d1["seconds"]["eval"][2:] == [0.0, 0.0] and len(d1["seconds"]["train"]) == 1
+    assert d1["checkpoints"] == [0, 1] and d1["n_neighbors"] == 1 and len(d1["seconds"]["train"]) == 1
+    # with pad_checkpoints the last value is repeated up to k, as the authors' files did
+    padded = BatchedTTTRunner(model, tok, _cfg(pad_checkpoints=True), 4).run_batch(_docs())[1]
+    assert padded["checkpoints"] == [0, 1, 2, 3]
+    assert padded["loglik"][2] == padded["loglik"][1] == padded["loglik"][3] == pytest.approx(d1["loglik"][1])
+    assert padded["seconds"]["eval"][2:] == [0.0, 0.0]
 
 
 def _snapshot(r: BatchedTTTRunner, s: int) -> list[torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -143,3 +144,26 @@ def test_empty_documents_are_caught_when_the_corpus_is_built(tmp_path):
     assert len(test) == 3 and test["text"].str.strip().ne("").all()
     manifest = json.loads((out / "m.json").read_text())
     assert len(manifest["dropped_empty"]["train"]) == 2 and manifest["test_docs"] == {"github": 3}
+
+
+def test_tables_carry_a_short_document_forward():
+    from tttnn.summarize import aligned_logliks, summarize
+
+    recs = [
+        {"doc_id": "a", "checkpoints": [0, 1, 2, 3], "loglik": [-100.0, -90.0, -80.0, -70.0], "n_bytes": 100},
+        {"doc_id": "b", "checkpoints": [0, 1], "loglik": [-50.0, -40.0], "n_bytes": 50},  # one neighbour only
+    ]
+    cps, ll = aligned_logliks(recs)
+    assert cps == [0, 1, 2, 3] and ll[1].tolist() == [-50.0, -40.0, -40.0, -40.0]
+    for r in recs:
+        r.update(
+            model="m",
+            task="github",
+            n_words=1,
+            seconds={"train": [], "eval": [0.0], "reset": 0.0},
+            train_tokens=[],
+            n_tokens=1,
+        )
+    _, curves, _ = summarize(recs, bootstrap=10)
+    at3 = curves[(curves.task == "github") & (curves.n_neighbors == 3)].iloc[0]
+    assert at3.bits_per_byte == pytest.approx(110 / (150 * math.log(2)))

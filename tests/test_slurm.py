@@ -84,8 +84,12 @@ def test_slurm_run_equals_local_run(cluster, tmp_path):
     for rel in ["corpus/minipile-tiny/test/github.parquet", "chunks/minipile-tiny/minilm-w64s64/001.parquet"]:
         assert pd.read_parquet(L / rel).equals(pd.read_parquet(S / rel)), rel
     for task in ("github", "dm-math"):
-        a = pd.read_parquet(L / f"neighbors/minipile-tiny/minilm-w64s64/flat/test/{task}.parquet").drop(columns="search_seconds")
-        b = pd.read_parquet(S / f"neighbors/minipile-tiny/minilm-w64s64/flat/test/{task}.parquet").drop(columns="search_seconds")
+        a = pd.read_parquet(L / f"neighbors/minipile-tiny/minilm-w64s64/flat/test/{task}.parquet").drop(
+            columns="search_seconds"
+        )
+        b = pd.read_parquet(S / f"neighbors/minipile-tiny/minilm-w64s64/flat/test/{task}.parquet").drop(
+            columns="search_seconds"
+        )
         pd.testing.assert_frame_equal(a, b)
         for model_name in ("tiny", "tiny-baseline"):
             rel = f"ttt/test/{model_name}/{task}.jsonl"

@@ -204,11 +204,12 @@ def index_size_table(
         if method.startswith("index_size-"):
             sizes.setdefault((model, task), {})[int(method.removeprefix("index_size-"))] = recs
     for (model, task), by_n in sorted(sizes.items()):
-        ids = [r["doc_id"] for r in next(iter(by_n.values()))]
+        first = next(iter(by_n.values()))
+        ids = [r["doc_id"] for r in first]
         main = results.get((model, "ttt", task))
-        if main:
-            k = max(n for r in main for n in r["checkpoints"])
-            by_n[n_shards] = _restrict(main, ids, [0, k])
+        if main:  # the full index: the TTT run on the same documents, at the ablation's k and its first k neighbours
+            k = max(n for r in first for n in r["checkpoints"])
+            by_n[n_shards] = [{**r, "distances": r.get("distances", [])[:k]} for r in _restrict(main, ids, [0, k])]
         for n, recs in sorted(by_n.items()):
             ll, nb = _at(recs, max)
             boot = bootstrap_bpb(ll[:, None], nb, B, rng)[:, 0]
