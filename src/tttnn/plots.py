@@ -133,9 +133,9 @@ def model_comparison(curves: pd.DataFrame, models: dict[str, Any]) -> plt.Figure
         ax = fig.axes[0]
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{t}\ngap closed {g[t]:.0%}" if t in g and g[t] == g[t] else t for t in order], fontsize=8)
-        ax.set_xlabel(
-            f"task (gap closed = share of the gap between {first} and {gaps['large'].iloc[0]} that TTT closes)"
-        )
+        ax.set_xlabel(f"task; gap closed: share of the gap from {first} to {gaps['large'].iloc[0]} closed by TTT")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.set_size_inches(fig.get_size_inches()[0] + 3, 4.5)
         fig.tight_layout()
     return fig
 
