@@ -1,6 +1,6 @@
 """Benchmark (not a test): Flat against IVF-PQ faiss indexes, printed as JSON lines.
 
-    python benchmarks/bench_index.py [--sizes 100000 500000] [--dim 384] [--real results/embeddings/...]
+    python benchmarks/bench_index.py [--sizes 100000 500000] [--dim 384] [--real results/embeddings/minipile/minilm-w128s128]
 
 Per size: build seconds, index bytes in memory and on disk, query latency (ms per query, batched),
 and recall@20 against exact search, for Flat, IVF-PQ, and IVF-PQ whose candidates are re-ranked by
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000])
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--real", default="results/embeddings/minipile/minilm", help="folder of shard .npy files")
+    ap.add_argument("--real", default="results/embeddings/minipile/minilm-w128s128", help="folder of shard .npy files")
     args = ap.parse_args()
     for n in args.sizes:
         nlist = int(4 * np.sqrt(n)) // 64 * 64 or 64
@@ -106,7 +106,7 @@ def main() -> None:
     shards = sorted(glob.glob(os.path.join(args.real, "[0-9]*.npy")))
     if shards:
         x = np.concatenate([np.load(s) for s in shards])
-        q_files = sorted(glob.glob(os.path.join(args.real, "queries", "*.npy")))
+        q_files = sorted(glob.glob(os.path.join(args.real, "queries", "test", "*.npy")))
         q = np.concatenate([np.load(f) for f in q_files]) if q_files else x[:200]
         run(x, q, "minipile-minilm", [("IVF64,PQ48", 16, None), ("IVF64,PQ48", 16, 100), ("IVF64,PQ96", 16, None)])
 
