@@ -1,15 +1,15 @@
 # Baselines and ablations of the paper, one rule each, for every trained model (methods.models). One job
-# runs a method on every task (one model load); it writes one JSONL line per document as it finishes
+# runs a method on every task of corpus.tasks (one model load; a run restricted with `tasks` reuses it); it writes one JSONL line per document as it finishes
 # (resumable, fingerprinted) and publishes the tasks' files together, with the same metric code as TTT.
 
 
 rule incontext:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/incontext/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/incontext/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/incontext/{run}/{model}.log"),
     benchmark:
@@ -34,10 +34,10 @@ rule incontext:
 rule interpolation:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/interpolation/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/interpolation/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/interpolation/{run}/{model}.log"),
     benchmark:
@@ -62,10 +62,10 @@ rule interpolation:
 rule interpolation_valid:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/valid/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/valid/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/interpolation_valid/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/interpolation_valid/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/interpolation_valid/{run}/{model}.log"),
     benchmark:
@@ -90,9 +90,9 @@ rule interpolation_valid:
 rule dynamic_eval:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/dynamic_eval/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/dynamic_eval/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/dynamic_eval/{run}/{model}.log"),
     benchmark:
@@ -117,10 +117,10 @@ rule dynamic_eval:
 rule order:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/order-{{order}}/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/order-{{order}}/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/order/{run}/{model}/{order}.log"),
     benchmark:
@@ -145,10 +145,10 @@ rule order:
 rule index_size:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/shards-{{{{nshards}}}}/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/shards-{{{{nshards}}}}/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("baselines/{{run}}/{{model}}/index_size-{{nshards}}/{task}.jsonl"), task=TASKS),
+        expand(R("baselines/{{run}}/{{model}}/index_size-{{nshards}}/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/index_size/{run}/{model}/{nshards}.log"),
     benchmark:

@@ -55,10 +55,10 @@ rule ttt:
 rule evaluate:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=TASKS),
+        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
-        expand(R("ttt/{{run}}/{{model}}/{task}.jsonl"), task=TASKS),
+        expand(R("ttt/{{run}}/{{model}}/{task}.jsonl"), task=ALL_TASKS),
     log:
         R("logs/evaluate/{run}/{model}.log"),
     benchmark:
