@@ -24,7 +24,7 @@ from .metrics import count_bytes, count_words, rolling_windows
 from .models import tokenize
 from .resume import Document
 from .settings import TTTConfig
-from .ttt import TTTRunner, document_seed
+from .ttt import adopt_runner, TTTRunner, document_seed
 
 __all__ = ["DynamicEvalRunner", "DynamicEvalSettings"]
 
@@ -50,9 +50,7 @@ class DynamicEvalRunner:
         *,
         runner: TTTRunner | None = None,
     ) -> None:
-        self.runner = runner if runner is not None else TTTRunner(model, tokenizer, cfg)
-        if self.runner.model is not model or self.runner.cfg != cfg:
-            raise ValueError("the TTTRunner given must hold the same model and TTTConfig")
+        self.runner = adopt_runner(model, tokenizer, cfg, runner)
         self.settings = settings or DynamicEvalSettings()
 
     def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from .metrics import count_bytes, count_words, rolling_windows
 from .models import document_tokens, tokenize
 from .resume import Document
 from .settings import TTTConfig
-from .ttt import TTTRunner, document_seed
+from .ttt import adopt_runner, TTTRunner, document_seed
 
 __all__ = ["OrderRunner", "OrderSettings", "batch_loss"]
 
@@ -68,9 +68,7 @@ class OrderRunner:
         *,
         runner: TTTRunner | None = None,
     ) -> None:
-        self.runner = runner if runner is not None else TTTRunner(model, tokenizer, cfg)
-        if self.runner.model is not model or self.runner.cfg != cfg:
-            raise ValueError("the TTTRunner given must hold the same model and TTTConfig")
+        self.runner = adopt_runner(model, tokenizer, cfg, runner)
         self.settings = settings or OrderSettings()
 
     def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:

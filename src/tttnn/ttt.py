@@ -21,7 +21,7 @@ from .precision import setup_precision
 from .resume import Document
 from .settings import TTTConfig
 
-__all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "document_seed", "run_task"]
+__all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "adopt_runner", "document_seed", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,14 @@ class TTTRunner:
         rec["grad_norm"] = [[x if math.isfinite(x) else None for x in r] for r in rec["grad_norm"]]
         rec["distances"] = [d if math.isfinite(d) else None for d in rec["distances"]]
         return rec
+
+
+def adopt_runner(model: torch.nn.Module, tokenizer, cfg: TTTConfig, runner: TTTRunner | None) -> TTTRunner:
+    """The given runner (which must hold this model and config) or a new one; methods built on TTT share it."""
+    runner = runner if runner is not None else TTTRunner(model, tokenizer, cfg)
+    if runner.model is not model or runner.cfg != cfg:
+        raise ValueError("the TTTRunner given must hold the same model and TTTConfig")
+    return runner
 
 
 def run_task(
