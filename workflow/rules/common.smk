@@ -2,6 +2,7 @@
 import os
 import re
 
+import psutil
 from snakemake.utils import validate
 
 from tttnn.config import check_config, chunking_key, coerce_overrides, method_names, report_name, ttt_config
@@ -10,6 +11,11 @@ from tttnn.tasks import shard_names
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
+
+# On one machine, never start jobs whose declared mem_mb add up to more than 85% of its RAM (the large
+# model alone needs 9 GB); `--resources mem_mb=N` sets another limit. Cluster executors are not limited.
+if workflow.local_exec and workflow.is_main_process and "mem_mb" not in workflow.global_resources:
+    workflow.register_resource("mem_mb", int(0.85 * psutil.virtual_memory().total / 2**20))
 
 RESULTS = config["results_dir"]
 RESOURCES = config["resources_dir"]
