@@ -66,6 +66,15 @@ def test_resume_with_same_settings_continues(tmp_path):
     assert not list(tmp_path.glob("*.stale-*"))
 
 
+def test_neighbours_fingerprint_ignores_search_time_only(tmp_path):
+    nb = pd.DataFrame({"query_id": ["d0", "d0"], "rank": [0, 1], "text": ["a", "b"], "search_seconds": [0.1, 0.1]})
+    nb.to_parquet(tmp_path / "a.parquet")
+    nb.assign(search_seconds=[9.0, 9.0]).to_parquet(tmp_path / "b.parquet")  # the same search, slower
+    nb.assign(text=["a", "c"]).to_parquet(tmp_path / "c.parquet")  # another neighbour
+    digest = {n: provenance({}, {"neighbors": tmp_path / f"{n}.parquet"})["files"]["neighbors"] for n in "abc"}
+    assert digest["a"] == digest["b"] != digest["c"]
+
+
 def test_summary_refuses_mixed_settings(tmp_path):
     a = _run(tmp_path, 1e-4, [])
     b = run_task(DOCS[:1], tmp_path / "u.jsonl", _fake_process(2e-5, []), provenance({"lr": 2e-5}, {}), progress=False)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pandas as pd
 import pytest
 import yaml
@@ -98,6 +99,29 @@ def test_nested_override_on_the_command_line_is_typed():
     assert "Job stats" in out.stdout + out.stderr
     bad = snakemake("-n", "figures", "--configfile", ".test/config.yaml", "--config", "retrieve={k: five}", check=False)
     assert bad.returncode != 0 and "'five' is not of type 'integer'" in bad.stdout + bad.stderr
+
+
+def _declared_mem(out: subprocess.CompletedProcess, rule: str) -> set[int]:
+    blocks = re.findall(rf"rule {rule}:\n(.*?)\n\n", out.stdout + out.stderr, flags=re.S)
+    return {int(m) for b in blocks for m in re.findall(r"mem_mb=(\d+)", b)}
+
+
+def test_memory_limit_is_local_only():
+    # one machine: a job declaring more than its RAM is capped to 85% of it (and runs alone); under
+    # SLURM (the profiles/default workflow profile applies there too) the job asks for what it declares
+    args = [
+        "-n",
+        "figures",
+        "--forceall",
+        "--configfile",
+        ".test/config.yaml",
+        "--set-resources",
+        "ttt:mem_mb=100000000",
+    ]
+    local = _declared_mem(snakemake(*args), "ttt")
+    assert local == {int(0.85 * psutil.virtual_memory().total / 2**20)}
+    assert _declared_mem(snakemake(*args, "--resources", "mem_mb=50000"), "ttt") == {50000}
+    assert _declared_mem(snakemake(*args, "--executor", "slurm", "--jobs", "4"), "ttt") == {100000000}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from .metrics import count_bytes, count_words, rolling_windows
 from .models import tokenize
 from .resume import Document
 from .settings import TTTConfig
-from .ttt import adopt_runner, TTTRunner, document_seed
+from .ttt import OnTTTRunner, document_seed
 
 __all__ = ["DynamicEvalRunner", "DynamicEvalSettings"]
 
@@ -38,30 +38,15 @@ class DynamicEvalSettings(BaseModel):
     steps: int | None = Field(None, ge=0)  # optimizer steps; None: cfg.k, one per neighbour of TTT-NN
 
 
-class DynamicEvalRunner:
+class DynamicEvalRunner(OnTTTRunner):
     """Trains on each document's first part and scores its rest; ``run_batch`` plugs into resume.run_task."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        cfg: TTTConfig,
-        settings: DynamicEvalSettings | None = None,
-        *,
-        runner: TTTRunner | None = None,
-    ) -> None:
-        self.runner = adopt_runner(model, tokenizer, cfg, runner)
-        self.settings = settings or DynamicEvalSettings()
+    settings_type = DynamicEvalSettings
+    settings: DynamicEvalSettings
 
-    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
-        """One record per document, in order; the model is left at the pretrained weights."""
-        try:
-            return [self.run_document(d.doc_id, d.text) for d in docs]
-        finally:
-            self.runner.restore_weights()
-
-    def run_document(self, doc_id: str, text: str) -> dict[str, Any]:
-        """Rest's log-likelihood after 0..steps steps on the first part (at the configured checkpoints)."""
+    def run_document(self, doc_id: str, text: str, neighbors: Sequence[Any] = ()) -> dict[str, Any]:
+        """Rest's log-likelihood after 0..steps steps on the first part (at the configured checkpoints);
+        the neighbours are not used."""
         r, cfg = self.runner, self.runner.cfg
         steps = cfg.k if self.settings.steps is None else self.settings.steps
         checkpoints = sorted({0, *(n for n in (cfg.eval_at if cfg.eval_at is not None else range(steps + 1)))})

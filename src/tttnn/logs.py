@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +83,13 @@ def cpu_slot(threads: int, lock_dir: str | os.PathLike | None = None) -> Iterato
             log.info("all %d CPU slots busy: waiting", n_slots)
             waited = True
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def compute_job(smk: Any) -> Iterator[None]:
+    """What every compute script does first: log to the rule's log, use the rule's threads, and compute
+    inside a CPU slot (``smk`` is the ``snakemake`` object Snakemake hands a script)."""
+    to_file(smk.log[0])
+    set_threads(smk.threads)
+    with cpu_slot(smk.threads):
+        yield

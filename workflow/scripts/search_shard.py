@@ -2,10 +2,8 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
-logs.set_threads(snakemake.threads)
 inp, p = snakemake.input, snakemake.params
-with logs.cpu_slot(snakemake.threads):
+with logs.compute_job(snakemake):
     steps.search_shard(
         inp.index,
         inp.chunks,

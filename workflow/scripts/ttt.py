@@ -2,10 +2,8 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
-logs.set_threads(snakemake.threads)
 p, inp = snakemake.params, snakemake.input
-with logs.cpu_slot(snakemake.threads):
+with logs.compute_job(snakemake):
     steps.run_ttt(
         inp.model,
         inp.neighbors,
