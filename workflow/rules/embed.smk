@@ -9,7 +9,7 @@ rule embed:
         R("benchmarks/embed/{corpus}/{embedder}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=2000,
         runtime=120,
@@ -32,7 +32,7 @@ rule embed_queries:
         R("benchmarks/embed/{corpus}/{embedder}/queries.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=2000,
         runtime=30,

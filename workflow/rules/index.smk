@@ -9,7 +9,7 @@ rule index:
         R("benchmarks/index/{corpus}/{embedder}/{faiss_index}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=2000,
         runtime=60,

@@ -16,7 +16,7 @@ rule incontext:
         R("benchmarks/incontext/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -44,7 +44,7 @@ rule interpolation:
         R("benchmarks/interpolation/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -72,7 +72,7 @@ rule interpolation_valid:
         R("benchmarks/interpolation_valid/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -99,7 +99,7 @@ rule dynamic_eval:
         R("benchmarks/dynamic_eval/{run}/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -127,7 +127,7 @@ rule order:
         R("benchmarks/order/{run}/{model}/{order}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -155,7 +155,7 @@ rule index_size:
         R("benchmarks/index_size/{run}/{model}/{nshards}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],

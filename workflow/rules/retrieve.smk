@@ -22,7 +22,7 @@ rule search_shard:
         R("benchmarks/search/{corpus}/{embedder}/{faiss_index}/{shard}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=2000,
         runtime=30,

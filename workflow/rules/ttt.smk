@@ -10,7 +10,7 @@ rule prepare_model:
         R("benchmarks/prepare_model/{model}.tsv")
     conda:
         "../../envs/tttnn.yaml"
-    threads: 1
+    threads: config["job_threads"]
     resources:
         mem_mb=model_prepare_mem,
         runtime=60,
@@ -36,7 +36,7 @@ rule ttt:
         model=TRAINED_RE,
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],
@@ -67,7 +67,7 @@ rule evaluate:
         model=UNTRAINED_RE,
     conda:
         "../../envs/tttnn.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
         runtime=config["ttt"]["runtime"],

@@ -2,6 +2,6 @@
 
 from tttnn import logs, steps
 
-logs.to_file(snakemake.log[0])
 p = snakemake.params
-steps.prepare_model(p.source, snakemake.output[0], p.join_dir)
+with logs.compute_job(snakemake):
+    steps.prepare_model(p.source, snakemake.output[0], p.join_dir)
