@@ -51,7 +51,8 @@ rule ttt:
 
 
 # A model without TTT (train: false) needs one evaluation per document: one job for all tasks, so a
-# large model is loaded once.
+# large model is loaded once. It is the longest single job: started first among those ready, so it runs
+# beside the per-task TTT jobs instead of alone at the end.
 rule evaluate:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
@@ -67,6 +68,7 @@ rule evaluate:
         model=UNTRAINED_RE,
     conda:
         "../../envs/tttnn.yaml"
+    priority: 10
     threads: config["job_threads"]
     resources:
         mem_mb=model_mem,
