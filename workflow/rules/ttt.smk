@@ -51,12 +51,11 @@ rule ttt:
 
 
 # A model without TTT (train: false) needs one evaluation per document: one job for all tasks, so a
-# large model is loaded once. It is the longest single job: started first among those ready, so it runs
-# beside the per-task TTT jobs instead of alone at the end.
+# large model is loaded once. It does not depend on the retrieval (a new index does not redo it), so this
+# longest single job can start as soon as the corpus is built and run beside embedding and search.
 rule evaluate:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
         test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
         expand(R("ttt/{{run}}/{{model}}/{task}.jsonl"), task=ALL_TASKS),
@@ -68,7 +67,7 @@ rule evaluate:
         model=UNTRAINED_RE,
     conda:
         "../../envs/tttnn.yaml"
-    priority: 10
+    priority: 1
     threads: config["job_threads"]
     resources:
         mem_mb=model_mem,

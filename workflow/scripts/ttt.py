@@ -6,7 +6,7 @@ p, inp = snakemake.params, snakemake.input
 with logs.compute_job(snakemake):
     steps.run_ttt(
         inp.model,
-        inp.neighbors,
+        inp.get("neighbors"),  # evaluate (k = 0) reads none
         inp.test,
         list(snakemake.output),
         p.ttt,
