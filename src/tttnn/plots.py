@@ -209,7 +209,9 @@ def order_figure(order: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("neighbours trained on")
     axes[0][0].set_ylabel("bpb / bpb at n = 0")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Neighbour order: nearest first (the method), farthest first, shuffled minibatches", fontsize=10)
+    words = {"nearest": "nearest first (the method)", "farthest": "farthest first", "batch": "shuffled minibatches"}
+    shown = [words.get(o, o) for o in words if o in set(order["order"])]
+    fig.suptitle("Neighbour order: " + ", ".join(shown), fontsize=10)
     fig.tight_layout()
     return fig
 
