@@ -52,7 +52,8 @@ rule ttt:
 
 # A model without TTT (train: false) needs one evaluation per document: one job for all tasks, so a
 # large model is loaded once. It does not depend on the retrieval (a new index does not redo it), so this
-# longest single job can start as soon as the corpus is built and run beside embedding and search.
+# longest single job can start as soon as the corpus is built and run beside embedding and search
+# (priority: it is taken first among the jobs ready at that moment).
 rule evaluate:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
