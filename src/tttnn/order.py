@@ -74,25 +74,11 @@ class OrderRunner(OnTTTRunner):
         return rec
 
     def _step(self, windows: list[list[int]]) -> tuple[float, float, bool]:
-        """One optimizer step on a minibatch (a single window goes through TTTRunner.train_step itself)."""
+        """One optimizer step on a minibatch, through TTTRunner's step (same precision, clipping, skipping)."""
         r = self.runner
         if len(windows) == 1:
             return r.train_step(windows[0])
-        assert r.optimizer is not None
-        r.model.train()
-        loss, _ = batch_loss(r.model, windows, r.prefix)
-        if not torch.isfinite(loss):
-            r.optimizer.zero_grad(set_to_none=True)
-            return float(loss.detach()), float("nan"), False
-        loss.backward()
-        clip = r.cfg.grad_clip if r.cfg.grad_clip is not None else math.inf
-        gnorm = torch.nn.utils.clip_grad_norm_(r.params, clip)
-        if not torch.isfinite(gnorm):
-            r.optimizer.zero_grad(set_to_none=True)
-            return float(loss.detach()), float(gnorm), False
-        r.optimizer.step()
-        r.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach()), float(gnorm), True
+        return r.step_on(lambda model: batch_loss(model, windows, r.prefix)[0])
 
     def _run_batched(self, doc_id: str, text: str, used: list[Any]) -> dict[str, Any]:
         """All neighbours' windows as one shuffled epoch of minibatches, evaluated as neighbours complete."""
@@ -162,11 +148,6 @@ class OrderRunner(OnTTTRunner):
             rec["loglik"].append(rec["loglik"][0])
             rec["updates"].append(0)
             rec["seconds"]["eval"].append(0.0)
-        last = rec["checkpoints"][-1]
-        for c in wanted:  # fewer neighbours than k: the model no longer changes (as run_document)
-            if c > last:
-                rec["checkpoints"].append(c)
-                rec["loglik"].append(rec["loglik"][-1])
-                rec["updates"].append(rec["updates"][-1])
-                rec["seconds"]["eval"].append(0.0)
+        # only checkpoints that were measured: neighbours completed inside one minibatch have none, and a
+        # document with fewer neighbours than k stops at its last (the tables carry it forward, as for TTT-NN)
         return rec

@@ -169,8 +169,18 @@ def plot_all(
         save_figure(FIGURES[name](curves, costs, models), pdf, png)
 
 
+def nothing_to_draw(title: str, why: str) -> plt.Figure:
+    """A figure that says in words why its table is empty, instead of failing the whole plotting job."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{title}: nothing to draw\n{why}", ha="center", va="center", fontsize=10, wrap=True)
+    return fig
+
+
 def methods_figure(methods: pd.DataFrame) -> plt.Figure:
     """Per task (and Pile-weighted): no TTT, in-context, interpolation, dynamic evaluation, TTT-NN, per model."""
+    if methods.empty:
+        return nothing_to_draw("Methods", "no baseline ran (the config's methods section enables none)")
     data = methods.assign(
         setting=[
             f"{m}: {lab}" if methods["model"].nunique() > 1 else lab
@@ -190,6 +200,8 @@ def methods_figure(methods: pd.DataFrame) -> plt.Figure:
 
 def order_figure(order: pd.DataFrame) -> plt.Figure:
     """bpb / bpb at n = 0 against neighbours trained on, per neighbour order, one panel per task and model."""
+    if order.empty:
+        return nothing_to_draw("Neighbour order", "the order ablation did not run (methods.order is not set)")
     keys = sorted(order.groupby(["model", "task"]).groups)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), squeeze=False, sharey=True)
     for ax, (model, task) in zip(axes[0], keys):
@@ -218,6 +230,8 @@ def order_figure(order: pd.DataFrame) -> plt.Figure:
 
 def index_size_figure(sizes: pd.DataFrame, distances: pd.DataFrame) -> plt.Figure:
     """bpb after k neighbours (relative to n = 0) and mean neighbour distance against the fraction of shards."""
+    if sizes.empty:
+        return nothing_to_draw("Index size", "the index-size ablation did not run (methods.index_size is not set)")
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for (model, task), g in sizes.groupby(["model", "task"]):
         g = g.sort_values("fraction")
@@ -232,7 +246,7 @@ def index_size_figure(sizes: pd.DataFrame, distances: pd.DataFrame) -> plt.Figur
     for (task, frac), g in d.groupby(["task", "fraction"]):
         b.plot(g["rank"] + 1, g["mean_distance"], alpha=0.4 + 0.6 * frac, label=f"{task}, {frac:.3g}")
     b.set_xlabel("neighbour rank")
-    b.set_ylabel("mean squared L2 distance")
+    b.set_ylabel("mean L2 distance")
     b.set_title("Neighbour distance by rank and index fraction", fontsize=10)
     b.legend(fontsize=6, ncol=2)
     fig.tight_layout()

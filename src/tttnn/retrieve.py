@@ -32,7 +32,9 @@ def search_shard(
 ) -> pd.DataFrame:
     """The filtered top-``k`` chunks of one shard for every query (the map step).
 
-    Filters: squared L2 distance below ``max_distance`` (the paper: 4.0 for RoBERTa), and with
+    Distances are plain L2, ``||v - q||``, the authors' unit (faiss's L2 indexes return its square: the root is
+    taken here, so every threshold, weight and table downstream uses L2).
+    Filters: L2 distance below ``max_distance`` (the authors: 4.0 for their RoBERTa), and with
     ``drop_exact`` no chunk whose text, or whose document's text, equals the query document's.
     ``doc_texts`` (doc_id -> text) makes a neighbour's training text its whole document.
     With ``rerank`` and the shard's ``vectors``, that many candidates are re-ranked exactly.
@@ -53,6 +55,7 @@ def search_shard(
             D, I = search_reranked(index, queries[pending], kk, vectors, max(rerank, kk), nprobe)
         else:
             D, I = search(index, queries[pending], kk, nprobe)
+        D = np.sqrt(np.maximum(D, 0.0))  # squared L2 (faiss) -> L2 (the authors' np.linalg.norm)
         still = []
         for row, qi in enumerate(pending):
             qtext = query_texts[qi].strip()

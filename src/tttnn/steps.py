@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import write_npy, write_parquet
+from .io import write_npy, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ def build_corpus(
     import json
 
     from .corpus import build_pile, drop_empty, write_shards
-    from .io import write_text
     from .minipile import build_minipile
 
     tasks = corpus["tasks"]
     n_test, n_valid = corpus["n_test_docs"], corpus.get("n_valid_docs", 0) if out_valid else 0
     bad: list[str] = []
+    skipped_empty: dict[str, int] = {}
     if corpus["source"] == "minipile":
         train, test = build_minipile(
             tasks=tasks,
@@ -66,6 +66,7 @@ def build_corpus(
             corpus["seed"],
             bad=bad,
             skip_bad=corpus.get("skip_bad_records", False),
+            skipped_empty=skipped_empty,
         )
     train, empty_train = drop_empty(train, "train documents")
     test, empty_test = drop_empty(test, "test documents")
@@ -86,7 +87,8 @@ def build_corpus(
             "test_docs": test.groupby("task").size().to_dict(),
             "valid_docs": valid.groupby("task").size().to_dict(),
             "skipped_bad_records": {"count": len(bad), "where": bad[:100]},
-            "dropped_empty": {"train": empty_train, "test": empty_test},
+            # empty index documents dropped; empty test documents dropped, and passed over while sampling (per task)
+            "dropped_empty": {"train": empty_train, "test": empty_test, "test_skipped_in_sampling": skipped_empty},
         }
         write_text(json.dumps(manifest, indent=1), out_manifest)
 
@@ -132,6 +134,7 @@ def embed_files(
         embedder.get("kind", "sentence-transformers"),
         embedder.get("max_seq_length", 256),
         embedder.get("device", "auto"),
+        embedder.get("tokenizer"),
     )
     for in_path, out_path in zip(in_paths, out_paths, strict=True):
         df = pd.read_parquet(in_path)
@@ -218,6 +221,19 @@ def count_rows(paths: Sequence[str]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
 
 
+def check_k_fits(chunks: Sequence[str], k: int, out_path: str | None = None) -> None:
+    """Fail, naming both numbers, when ``retrieve.k`` exceeds the chunks in the whole index (read from the
+    parquet metadata only); with ``out_path``, record the check so that jobs can wait for it."""
+    total = count_rows(chunks)
+    if total < k:
+        raise ValueError(
+            f"retrieve.k = {k}, but the index holds only {total} chunks in {len(chunks)} shards: "
+            f"lower retrieve.k to at most {total}"
+        )
+    if out_path:
+        write_text(f"retrieve.k = {k} <= {total} chunks in {len(chunks)} shards\n", out_path)
+
+
 def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, chunks: Sequence[str] = ()) -> None:
     """The reduce step: global top-k per query from every shard's list.
 
@@ -227,12 +243,7 @@ def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, ch
     from .retrieve import merge_neighbors, queries_without
 
     if chunks:
-        total = count_rows(chunks)
-        if total < k:
-            raise ValueError(
-                f"retrieve.k = {k}, but the index holds only {total} chunks in {len(chunks)} shards: "
-                f"lower retrieve.k to at most {total}"
-            )
+        check_k_fits(chunks, k)
     qids = pd.read_parquet(test_path)["doc_id"].tolist()
     merged = merge_neighbors([pd.read_parquet(p) for p in parts], qids, k)
     lacking = queries_without(merged, qids)
@@ -254,14 +265,28 @@ def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, ch
 
 
 def prepare_model(
-    source: str | dict[str, Any], out_dir: str, join_dir: str | None = None, dtype: str = "float32"
+    source: str | dict[str, Any],
+    out_dir: str,
+    join_dir: str | None = None,
+    dtype: str = "float32",
+    config: dict[str, Any] | None = None,
+    model: str | None = None,
 ) -> None:
     """A model spec (hub id, local dir, GGUF, GGUF split across package files, joined into ``join_dir``)
-    -> a plain local model directory (weights stored in ``dtype``) with a sha256 manifest."""
+    -> a plain local model directory (weights stored in ``dtype``) with a sha256 manifest.
+
+    With the workflow ``config`` and the ``model``'s name, every length setting of that model is checked
+    against its position limit as soon as the model's config is read, before anything is written.
+    """
+    from .config import check_lengths
     from .models import prepare
 
+    def check(limit: int | None) -> None:
+        if config is not None and model is not None:
+            check_lengths(config, model, limit)
+
     t0 = time.perf_counter()
-    prepare(source, out_dir, join_dir=join_dir, dtype=dtype)
+    prepare(source, out_dir, join_dir=join_dir, dtype=dtype, check=check)
     log.info("prepared %s in %s (%.1f s)", source, out_dir, time.perf_counter() - t0)
 
 
@@ -387,7 +412,9 @@ def run_method(
     tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
     cfg = TTTConfig(**ttt)
     if methods.get("k"):
-        cfg = cfg.model_copy(update={"k": min(cfg.k, methods["k"]) if cfg.k else 0})
+        if cfg.k and methods["k"] > cfg.k:  # refused at config check too; never clamp without a word
+            raise ValueError(f"methods.k = {methods['k']} exceeds retrieve.k = {cfg.k}")
+        cfg = cfg.model_copy(update={"k": methods["k"] if cfg.k else 0})
     ablation = method.startswith(ABLATIONS)
     if ablation:
         cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})

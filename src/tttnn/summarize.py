@@ -3,6 +3,7 @@ over documents (ratio of sums inside every resample), the Pile-weighted aggregat
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from .resume import check_consistent
 from .metrics import PILE_WEIGHTS, aggregate, pile_weighted
 
 PILE_ROW = "pile-weighted"
+
+log = logging.getLogger(__name__)
 
 
 def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
@@ -32,23 +35,50 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def aligned_logliks(recs: Sequence[dict[str, Any]]) -> tuple[list[int], np.ndarray]:
-    """Checkpoints of a task's documents and their log-likelihoods (docs x checkpoints).
+def aligned_logliks(
+    recs: Sequence[dict[str, Any]], checkpoints: Sequence[int] | None = None
+) -> tuple[list[int], np.ndarray]:
+    """Checkpoints of a task's documents and their log-likelihoods (docs x checkpoints), measured values only.
 
     A document with fewer neighbours than k stops at its last neighbour (its model no longer changes), so
-    its value at a later checkpoint is its last one: carried forward here, never stored in the results.
+    at a checkpoint past its last one its value is its last: carried forward here, never stored in the
+    results. A checkpoint that a document skipped *inside* its range (e.g. the batch order, whose first
+    minibatch completes several neighbours at once) was not measured: it is left out of the table for the
+    whole task, never filled with another checkpoint's value. ``checkpoints`` (default: the union of the
+    documents') lists the columns wanted, so tasks of one model can share them.
     """
-    cps = sorted({n for r in recs for n in r["checkpoints"]})
-    ll = np.empty((len(recs), len(cps)))
+    cps = sorted(checkpoints) if checkpoints is not None else sorted({n for r in recs for n in r["checkpoints"]})
+    ll = np.full((len(recs), len(cps)), np.nan)
     for i, r in enumerate(recs):
         own = dict(zip(r["checkpoints"], r["loglik"]))
         if 0 not in own:
             raise ValueError(f"document {r.get('doc_id')} has no evaluation at n = 0")
-        last = own[0]
+        end = max(own)
         for j, n in enumerate(cps):
-            last = own.get(n, last)
-            ll[i, j] = last
-    return cps, ll
+            if n in own:
+                ll[i, j] = own[n]
+            elif n > end:
+                ll[i, j] = own[end]
+    measured = ~np.isnan(ll).any(axis=0)
+    return [c for c, m in zip(cps, measured) if m], ll[:, measured]
+
+
+def short_documents(recs: Sequence[dict[str, Any]], n: int) -> int:
+    """How many documents stopped before checkpoint ``n`` (fewer neighbours than n: their value is carried)."""
+    return sum(1 for r in recs if max(r["checkpoints"]) < n)
+
+
+def drop_off_median(recs: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The authors' rule (process_results.py): keep only documents with the task's median number of
+    checkpoints; returns (kept, ids of the dropped)."""
+    counts = [len(r["checkpoints"]) for r in recs]
+    med = float(np.median(counts))
+    kept = [r for r, c in zip(recs, counts) if c == med]
+    if not kept:  # an even count split between two lengths: keep the longer documents
+        top = max(counts)
+        kept = [r for r, c in zip(recs, counts) if c == top]
+    ids = {r["doc_id"] for r in kept}
+    return kept, [r["doc_id"] for r in recs if r["doc_id"] not in ids]
 
 
 def bootstrap_bpb(ll: np.ndarray, nb: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
@@ -57,21 +87,42 @@ def bootstrap_bpb(ll: np.ndarray, nb: np.ndarray, B: int, rng: np.random.Generat
     return -ll[idx].sum(1) / (nb[idx].sum(1)[:, None] * math.log(2))
 
 
-def _task_curves(recs: list[dict[str, Any]], B: int, rng: np.random.Generator):
+def _task_curves(recs: list[dict[str, Any]], B: int, rng: np.random.Generator, checkpoints: Sequence[int]):
     """Point values and bootstrap samples of bpb per checkpoint for one (model, task)."""
-    cps, ll = aligned_logliks(recs)
+    cps, ll = aligned_logliks(recs, checkpoints)
     nb = np.array([r["n_bytes"] for r in recs], dtype=np.float64)
     return cps, ll, nb, bootstrap_bpb(ll, nb, B, rng)
 
 
-def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0):
-    """(summary, curves, costs) data frames; see the README for their columns."""
+SHORT_POLICIES = ("carry", "drop")
+
+
+def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0, short: str = "carry"):
+    """(summary, curves, costs) data frames; see the README for their columns.
+
+    ``short`` is what happens to documents with fewer neighbours than k: ``carry`` (default) keeps every
+    document, its last value carried to later checkpoints; ``drop`` is the authors' rule, keeping only the
+    documents with the task's median number of checkpoints. Either way the tables count them
+    (``n_short_docs``: documents carried at that checkpoint; ``n_dropped_docs``).
+    """
+    if short not in SHORT_POLICIES:
+        raise ValueError(f"figures.short_documents must be one of {list(SHORT_POLICIES)}, got {short!r}")
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(records)
     curve_rows, boots = [], {}
+    # every task of a model gets the model's checkpoints (a task whose documents all stop short is carried)
+    model_cps = {m: sorted({n for r in g["checkpoints"] for n in r}) for m, g in df.groupby("model")}
     for (model, task), g in df.groupby(["model", "task"], sort=True):
         recs = g.to_dict("records")
-        cps, ll, nb, boot = _task_curves(recs, bootstrap, rng)
+        dropped: list[str] = []
+        if short == "drop":
+            recs, dropped = drop_off_median(recs)
+            if dropped:
+                log.warning("%s/%s: %d documents off the median checkpoint count dropped", model, task, len(dropped))
+        cps, ll, nb, boot = _task_curves(recs, bootstrap, rng, model_cps[model])
+        skipped = sorted(set(model_cps[model]) - set(cps))
+        if skipped:
+            log.warning("%s/%s: checkpoints %s not measured for every document: left out", model, task, skipped)
         boots[(model, task)] = (cps, boot)
         nw = [r["n_words"] for r in recs]
         bpb0 = aggregate(ll[:, 0], nb, nw)["bits_per_byte"]
@@ -91,6 +142,8 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
                     "ratio_ci_high": np.quantile(ratio, 0.975),
                     "n_docs": len(recs),
                     "n_bytes": int(nb.sum()),
+                    "n_short_docs": short_documents(recs, n),
+                    "n_dropped_docs": len(dropped),
                 }
             )
     curves = pd.DataFrame(curve_rows)
@@ -99,11 +152,16 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
         tasks = [t for t in sorted(g["task"].unique()) if t in PILE_WEIGHTS]
         if not tasks:
             continue
-        cps = boots[(model, tasks[0])][0]
-        if any(boots[(model, t)][0] != cps for t in tasks):
-            continue
-        wboot = pile_weighted({t: boots[(model, t)][1] for t in tasks})  # B x checkpoints
-        bpb_at = {n: pile_weighted(dict(zip(t["task"], t["bits_per_byte"]))) for n, t in g.groupby("n_neighbors")}
+        # the checkpoints every task measured (each task's own row keeps all of its own)
+        cps = [n for n in boots[(model, tasks[0])][0] if all(n in boots[(model, t)][0] for t in tasks)]
+        if len(cps) < len(model_cps[model]):
+            log.warning("%s: Pile-weighted rows only at the checkpoints every task has: %s", model, cps)
+        cols = {t: [boots[(model, t)][0].index(n) for n in cps] for t in tasks}
+        wboot = pile_weighted({t: boots[(model, t)][1][:, cols[t]] for t in tasks})  # B x checkpoints
+        g = g[g["task"].isin(tasks)]
+        bpb_at = {
+            n: pile_weighted(dict(zip(t["task"], t["bits_per_byte"]))) for n, t in g.groupby("n_neighbors") if n in cps
+        }
         for j, n in enumerate(cps):
             rows = g[g["n_neighbors"] == n].set_index("task").loc[tasks]
             bpb, bpb0 = float(bpb_at[n]), float(bpb_at[0])
@@ -123,6 +181,8 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
                     "ratio_ci_high": np.quantile(ratio, 0.975),
                     "n_docs": int(rows["n_docs"].sum()),
                     "n_bytes": int(rows["n_bytes"].sum()),
+                    "n_short_docs": int(rows["n_short_docs"].sum()),
+                    "n_dropped_docs": int(rows["n_dropped_docs"].sum()),
                 }
             )
     curves = pd.DataFrame(curve_rows)
@@ -140,6 +200,8 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
             "ci_high",
             "n_docs",
             "n_bytes",
+            "n_short_docs",
+            "n_dropped_docs",
         ]
     ].reset_index(drop=True)
     costs = pd.DataFrame(

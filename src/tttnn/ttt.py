@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,11 +109,17 @@ class TTTRunner:
 
     def train_step(self, window: list[int]) -> tuple[float, float, bool]:
         """One optimizer step on one window; returns (loss, grad norm, applied). Non-finite: skipped."""
+        ids = torch.tensor([window], device=self.device)
+        return self.step_on(lambda model: model(input_ids=ids, labels=ids).loss)
+
+    def step_on(self, loss_fn: Callable[[torch.nn.Module], torch.Tensor]) -> tuple[float, float, bool]:
+        """One optimizer step on the loss ``loss_fn(model)`` in this runner's precision (autocast, or bf16
+        weights with the float32 master that the optimizer updates); every method's steps go through here.
+        Returns (loss, grad norm, applied); a non-finite loss or gradient norm skips the step."""
         assert self.optimizer is not None
         self.model.train()
-        ids = torch.tensor([window], device=self.device)
         with self.precision.autocast():
-            loss = self.forward_model(input_ids=ids, labels=ids).loss
+            loss = loss_fn(self.forward_model)
         if not torch.isfinite(loss):
             log.warning("non-finite training loss %s: step skipped", float(loss.detach()))
             self._zero_grad()

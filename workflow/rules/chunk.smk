@@ -19,6 +19,6 @@ rule chunk:
         runtime=30,
     params:
         chunk=config["chunk"],
-        tokenizer=config["embedder"]["path"],
+        tokenizer=config["embedder"].get("tokenizer") or config["embedder"]["path"],
     script:
         "../scripts/chunk.py"

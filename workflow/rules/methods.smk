@@ -90,6 +90,8 @@ rule interpolation_valid:
 rule dynamic_eval:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
+        # takes k steps without reading the neighbours: waits until k is known to fit the index
+        k_fits=R(f"checks/{CORPUS}/{EMBEDDER}/k-{config['retrieve']['k']}.ok"),
         test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
     output:
         expand(R("baselines/{{run}}/{{model}}/dynamic_eval/{task}.jsonl"), task=ALL_TASKS),

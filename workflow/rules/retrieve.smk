@@ -77,3 +77,24 @@ rule retrieve_subset:
         k=config["retrieve"]["k"],
     script:
         "../scripts/retrieve.py"
+
+
+# retrieve.k against the whole index, from the chunk tables' metadata: jobs that take k steps without reading
+# the neighbours (dynamic evaluation) wait for this instead of running k steps of an impossible setting.
+rule check_k:
+    input:
+        chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
+    output:
+        R("checks/{corpus}/{embedder}/k-{k}.ok"),
+    log:
+        R("logs/check_k/{corpus}/{embedder}/k-{k}.log"),
+    wildcard_constraints:
+        k=r"\d+",
+    conda:
+        "../../envs/tttnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/check_k.py"

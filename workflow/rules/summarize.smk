@@ -30,6 +30,7 @@ rule summarize:
         models=config["models"],
         bootstrap=config["figures"]["bootstrap"],
         seed=config["figures"]["seed"],
+        short=config["figures"]["short_documents"],
     script:
         "../scripts/summarize.py"
 

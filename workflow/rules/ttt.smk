@@ -66,9 +66,9 @@ rule evaluate:
         R("benchmarks/evaluate/{run}/{model}.tsv")
     wildcard_constraints:
         model=UNTRAINED_RE,
+    priority: 1
     conda:
         "../../envs/tttnn.yaml"
-    priority: 1
     threads: config["job_threads"]
     resources:
         mem_mb=model_mem,

@@ -1,7 +1,13 @@
-"""Rule prepare_model: hub id / local dir / GGUF (whole or split across packages) -> a plain local model directory."""
+"""Rule prepare_model: hub id / local dir / GGUF (whole or split across packages) -> a plain local model directory.
+
+The length settings are read from the config here, not passed as params, so changing one re-checks it at the
+next preparation without forcing one (see tttnn.config.check_lengths, also run at parse time once prepared).
+"""
 
 from tttnn import logs, steps
 
 p = snakemake.params
 with logs.compute_job(snakemake):
-    steps.prepare_model(p.source, snakemake.output[0], p.join_dir)
+    steps.prepare_model(
+        p.source, snakemake.output[0], p.join_dir, config=snakemake.config, model=snakemake.wildcards.model
+    )
