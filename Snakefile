@@ -19,11 +19,13 @@ include: "workflow/rules/ttt.smk"
 include: "workflow/rules/methods.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/plan.smk"
 
 
 localrules:
     all,
     figures,
+    plan,
     check_k,
 
 

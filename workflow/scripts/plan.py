@@ -1,0 +1,12 @@
+"""Rule plan: the config -> predicted jobs, time, memory and disk per rule (CSV, text table, printed)."""
+
+from tttnn import logs
+from tttnn.io import write_text
+from tttnn.plan import format_table, make_plan, write_csv
+
+logs.to_file(snakemake.log[0])
+result = make_plan(dict(snakemake.params.config), snakemake.input.calibration)
+write_csv(result, snakemake.output.csv)
+table = format_table(result)
+write_text(table + "\n", snakemake.output.table)
+print(f"\nplan of run {result['run']!r} ({snakemake.output.csv}):\n{table}\n", flush=True)
