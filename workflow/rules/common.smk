@@ -114,10 +114,10 @@ def method_results():
 
 
 def figure_targets():
-    names = FIGURES + (METHOD_FIGURES if METHODS else [])
+    names = FIGURES + (METHOD_FIGURES if METHODS else []) + ["claims"]
     return expand(R("figures/{run}/{name}.{ext}"), run=REPORT, name=names, ext=["pdf", "png"])
 
 
 def all_targets():
-    tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else [])
+    tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else []) + ["claims"]
     return figure_targets() + expand(R("tables/{run}/{name}.csv"), run=REPORT, name=tables)
