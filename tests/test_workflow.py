@@ -195,6 +195,7 @@ def test_rerunning_one_task_leaves_the_others(e2e):
         "plot": 1,
         "summarize_methods": 1,
         "plot_methods": 1,
+        "claims": 1,
         "all": 1,
     }
 
@@ -240,7 +241,7 @@ def test_two_embedders_coexist(e2e):
         assert (res / f"chunks/minipile-tiny/{key}/000.parquet").exists()
     # the first embedder's chunks, embeddings, index, neighbours and results are all still up to date
     planned = planned_jobs(snakemake("-n", "all", "--configfile", str(cfg)))
-    assert set(planned) <= {"summarize", "plot", "summarize_methods", "plot_methods", "all"}, planned
+    assert set(planned) <= {"summarize", "plot", "summarize_methods", "plot_methods", "claims", "all"}, planned
 
 
 @pytest.mark.slow

@@ -593,7 +593,8 @@ UPSTREAM: dict[str, list[str]] = {
     "incontext": ["retrieve", "prepare_model"],
     "interpolation": ["retrieve", "prepare_model"],
     "interpolation_valid": ["retrieve", "prepare_model"],
-    "dynamic_eval": ["build_corpus", "prepare_model"],
+    "dynamic_eval": ["check_k", "prepare_model"],
+    "check_k": ["chunk"],
     "order": ["retrieve", "prepare_model"],
     "index_size": ["retrieve_subset", "prepare_model"],
     "summarize": ["ttt", "evaluate"],
@@ -609,7 +610,17 @@ UPSTREAM: dict[str, list[str]] = {
     ],
     "plot": ["summarize"],
     "plot_methods": ["summarize_methods"],
-    "all": ["plot", "plot_methods", "summarize", "summarize_methods"],
+    "claims": [
+        "ttt",
+        "evaluate",
+        "incontext",
+        "interpolation",
+        "interpolation_valid",
+        "dynamic_eval",
+        "order",
+        "index_size",
+    ],
+    "all": ["plot", "plot_methods", "summarize", "summarize_methods", "claims"],
 }
 
 
@@ -694,6 +705,8 @@ class Planner:
         self._corpus()
         self._prepare()
         self._chunk_embed_index()
+        if (self.config.get("methods") or {}).get("dynamic_eval") is not None and self.method_models:
+            self._light("check_k")
         self._retrieve(trained)
         for m in trained:
             self._ttt(m)
@@ -703,7 +716,7 @@ class Planner:
             self._methods(m)
         for rule in ["summarize"] + (["summarize_methods"] if self.methods else []):
             self._light(rule)
-        for rule in ["plot"] + (["plot_methods"] if self.methods else []):
+        for rule in ["plot"] + (["plot_methods"] if self.methods else []) + ["claims"]:
             self._light(rule)
         self.row("all", threads=0).add_job(0.0, 0.0)
         for r in self.rows:
@@ -1046,7 +1059,7 @@ class Planner:
     def _light(self, rule: str) -> None:
         r = self.row(rule, threads=1)
         r.add_job(self.startup + 2.0)
-        r.work = "tables" if rule.startswith("summarize") else "figures"
+        r.work = {"check_k": "k against the index"}.get(rule, "tables" if rule.startswith("summarize") else "figures")
         r.peak_mem_mb = self.base_mb()
         r.mem_mb_asked = 2000
         r.disk_mb = 1.0
