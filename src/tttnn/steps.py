@@ -325,9 +325,10 @@ def run_ttt(
     query: str = "full",
     split_max_tokens: int = 1024,
     device: str = "auto",
+    n_docs: int | None = None,
 ) -> None:
-    """TTT-NN (or, with k = 0, plain evaluation) on every test document of each task, resumable; one JSONL
-    line per document; the model is loaded once for all the tasks given."""
+    """TTT-NN (or, with k = 0, plain evaluation) on every test document of each task (the first ``n_docs``
+    when set), resumable; one JSONL line per document; the model is loaded once for all the tasks given."""
     from .models import load_model
     from .resume import finalize, provenance
     from .ttt import TTTConfig, TTTRunner, run_task
@@ -345,7 +346,7 @@ def run_ttt(
     else:
         runner = TTTRunner(model, tok, cfg)
     for nb, test, out in zip(nbs, tests, outs, strict=True):
-        docs = load_documents(nb, test, query, split_max_tokens)
+        docs = load_documents(nb, test, query, split_max_tokens)[:n_docs]
         prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
         log.info("TTT on %d documents of %s: %s", len(docs), Path(test).stem, settings)
         recs = run_task(runner, docs, out, prov, batch_size=cfg.batch_documents, finalize=False)

@@ -224,6 +224,47 @@ def summarize(records: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 
     return summary, curves, costs
 
 
+def gap_from_records(records: list[dict[str, Any]], models: dict[str, Any]) -> pd.DataFrame:
+    """:func:`gap_table` on the documents both models ran (a model with ``n_docs`` runs fewer), per task and
+    Pile-weighted; the rows say how many documents each gap rests on."""
+    trained = [m for m, s in models.items() if s.get("train", True)]
+    large = [m for m, s in models.items() if not s.get("train", True)]
+    by = {}
+    for r in records:
+        by.setdefault((r["model"], r["task"]), []).append(r)
+    rows = []
+    for small in trained:
+        for big in large:
+            vals: dict[str, tuple[float, float, float]] = {}
+            ks = []
+            for (m, task), recs in sorted(by.items()):
+                if m != small or (big, task) not in by:
+                    continue
+                ids = {r["doc_id"] for r in by[(big, task)]}
+                mine = [r for r in recs if r["doc_id"] in ids]
+                if not mine:
+                    continue
+                big_recs = {r["doc_id"]: r for r in by[(big, task)]}
+                cps, ll = aligned_logliks(mine, sorted({n for r in recs for n in r["checkpoints"]}))
+                nb = np.array([r["n_bytes"] for r in mine], dtype=float)
+                ll_big = np.array([big_recs[r["doc_id"]]["loglik"][0] for r in mine])
+                to_bpb = -1 / (nb.sum() * math.log(2))
+                vals[task] = (ll[:, 0].sum() * to_bpb, ll[:, -1].sum() * to_bpb, ll_big.sum() * to_bpb)
+                ks.append(cps[-1])
+                rows.append((task, small, big, cps[-1], *vals[task], len(mine)))
+            weighted = [t for t in vals if t in PILE_WEIGHTS]
+            if weighted:
+                w = [pile_weighted({t: vals[t][i] for t in weighted}) for i in range(3)]
+                docs = sum(r[-1] for r in rows if r[1] == small and r[2] == big and r[0] in weighted)
+                rows.append((PILE_ROW, small, big, min(ks), *w, docs))
+    out = pd.DataFrame(
+        rows, columns=["task", "small", "large", "k", "small_before", "small_after", "large_bpb", "n_docs"]
+    )
+    gap = out["small_before"] - out["large_bpb"]
+    out["gap_closed"] = ((out["small_before"] - out["small_after"]) / gap).where(gap > 0)
+    return out[["task", "small", "large", "k", "small_before", "small_after", "large_bpb", "gap_closed", "n_docs"]]
+
+
 def gap_table(curves: pd.DataFrame, models: dict[str, Any]) -> pd.DataFrame:
     """The paper's model-size claim: per task, how much of the gap between each trained (small) model and
     each untrained (large) one TTT closes: (small before - small after k) / (small before - large)."""

@@ -74,6 +74,10 @@ def model_mem(wildcards):
     return config["models"][wildcards.model].get("mem_mb", config["ttt"]["mem_mb"])
 
 
+def model_docs(wildcards):
+    return config["models"][wildcards.model].get("n_docs")
+
+
 def model_ttt(wildcards):
     return ttt_config(config, wildcards.model).model_dump()
 

@@ -45,6 +45,7 @@ rule ttt:
         ttt=model_ttt,
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
+        n_docs=model_docs,
         device=config["ttt"]["device"],
     script:
         "../scripts/ttt.py"
@@ -78,6 +79,7 @@ rule evaluate:
         ttt=model_ttt,
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
+        n_docs=model_docs,
         device=config["ttt"]["device"],
     script:
         "../scripts/ttt.py"

@@ -13,4 +13,5 @@ with logs.compute_job(snakemake):
         p.query,
         p.split_max_tokens,
         p.device,
+        p.n_docs,
     )
