@@ -170,6 +170,8 @@ def test_claims_table_baselines_ablations_and_gap(run):
     assert "alpha 0.1" in c["method_b"] and c["value_b"] == pytest.approx((0.95 * 100 + 1.9 * 300) / 400)
     d = _get(table, "d", "github")  # on the ablation's document only: not an exclusion
     assert d["n_docs"] == 1 and d["n_excluded"] == 0 and d["diff"] == pytest.approx(0.5 - 0.7)
+    # one document: nothing to resample, so no interval and never "separated" (a zero-width interval would be)
+    assert math.isnan(d["lo"]) and math.isnan(d["hi"]) and not d["separated"]
     e = _get(table, "e", "github")
     assert e["diff"] == pytest.approx(0.5 - 0.9) and "2 shards" in e["method_a"]
     f = _get(table, "f", "github")  # (1.75 - 0.875) / (1.75 - 1.05)

@@ -139,8 +139,20 @@ def _gap_share(before: np.ndarray, after: np.ndarray, large: np.ndarray) -> np.n
     return np.where((den <= 0) & (num == 0), np.nan, share)
 
 
-def _row(c: Claim, task: str, point: np.ndarray, boot: np.ndarray | None, n_docs: int, n_excl: int) -> dict:
-    """A table row from point bpb per column and bootstrap samples (B x columns) of the paired documents."""
+def _row(
+    c: Claim,
+    task: str,
+    point: np.ndarray,
+    boot: np.ndarray | None,
+    n_docs: int,
+    n_excl: int,
+    min_docs: int | None = None,
+) -> dict:
+    """A table row from point bpb per column and bootstrap samples (B x columns) of the paired documents.
+
+    With fewer than 2 documents in a task (``min_docs``: the smallest task of a Pile-weighted row) the
+    bootstrap has nothing to resample: the interval is left empty and the claim is never called separated.
+    """
     base = {
         "claim": c.claim,
         "description": c.description,
@@ -180,6 +192,8 @@ def _row(c: Claim, task: str, point: np.ndarray, boot: np.ndarray | None, n_docs
             gap_hi=math.nan,
             separated=bool(hi < 0),
         )
+    if (n_docs if min_docs is None else min_docs) < 2:  # one document: no interval to speak of
+        row.update({k: math.nan for k in ("lo", "hi", "ratio_lo", "ratio_hi", "gap_lo", "gap_hi")}, separated=False)
     return row
 
 
@@ -201,7 +215,7 @@ def evaluate_claim(c: Claim, B: int, rng: np.random.Generator) -> list[dict[str,
         point = pile_weighted({t: bpb(*paired[t]) for t in weighted})
         n = sum(counts[t][0] for t in weighted)
         excl = sum(counts[t][1] for t in c.columns if t in PILE_WEIGHTS)
-        rows.append(_row(c, PILE_ROW, point, wboot, n, excl))
+        rows.append(_row(c, PILE_ROW, point, wboot, n, excl, min(counts[t][0] for t in weighted)))
     return rows
 
 
