@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -97,8 +98,17 @@ def _local_records(files: Sequence[str], bad: list[str], skip_bad: bool) -> Iter
             yield {**row, "_where": f"{f}:{lineno}"}
 
 
-def _pile_records(source: str | Sequence[str], split: str, bad: list[str] | None = None, skip_bad: bool = False):
-    """Stream ``{text, task}`` from a hub id or local Pile-format ``.jsonl``/``.jsonl.zst`` files."""
+def _pile_records(
+    source: str | Sequence[str],
+    split: str,
+    bad: list[str] | None = None,
+    skip_bad: bool = False,
+    data_files: Sequence[str] | None = None,
+):
+    """Stream ``{text, task}`` from a hub id or local Pile-format ``.jsonl``/``.jsonl.zst`` files.
+
+    ``data_files`` restricts a hub dataset to some of its files (one train shard's), streamed too.
+    """
     files = [source] if isinstance(source, str) else list(source)
     local = [f for f in files if Path(f).exists()]
     if local and len(local) != len(files):
@@ -108,7 +118,8 @@ def _pile_records(source: str | Sequence[str], split: str, bad: list[str] | None
     elif len(files) == 1 and re.fullmatch(r"[\w.-]+/[\w.-]+", files[0]):
         import datasets
 
-        rows = datasets.load_dataset(files[0], split=split, streaming=True)
+        kw = {"data_files": {split: list(data_files)}} if data_files else {}
+        rows = datasets.load_dataset(files[0], split=split, streaming=True, **kw)
     else:
         raise FileNotFoundError(f"Pile source {files} is neither local files nor a hub id")
     for i, row in enumerate(rows):
@@ -133,28 +144,16 @@ def drop_empty(df: pd.DataFrame, what: str) -> tuple[pd.DataFrame, list[str]]:
     return df[~empty].reset_index(drop=True), df.loc[empty, "doc_id"].tolist()
 
 
-def build_pile(
-    train_source: str | Sequence[str],
+def sample_pile_test(
     test_source: str | Sequence[str],
     tasks: Sequence[str],
     n_test_docs: int,
-    max_train_docs: int | None,
     seed: int = 1216,
     bad: list[str] | None = None,
     skip_bad: bool = False,
     skipped_empty: dict[str, int] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task.
-
-    Bad records (not UTF-8 JSON) fail naming file and line, or with ``skip_bad`` are listed in ``bad``.
-    Empty test documents are never sampled (they cannot be scored), so every sampled one is usable; how many
-    were passed over per task is counted into ``skipped_empty``.
-    """
-    train_rows = []
-    for r in _pile_records(train_source, "train", bad, skip_bad):
-        if max_train_docs is not None and len(train_rows) >= max_train_docs:
-            break
-        train_rows.append({"doc_id": f"train-{r['index']}", "task": r["task"], "text": r["text"]})
+) -> pd.DataFrame:
+    """A seeded sample of ``n_test_docs`` non-empty test documents per task, streamed (reservoir per task)."""
     pools = {t: _Reservoir(n_test_docs, random.Random(f"{seed}:{t}")) for t in tasks}
     for r in _pile_records(test_source, "test", bad, skip_bad):
         if r["task"] not in pools:
@@ -169,4 +168,129 @@ def build_pile(
             raise ValueError(f"no test documents of task {task!r} in {test_source}")
         for r in pool.sample():
             test_rows.append({"doc_id": f"{task}-{r['index']}", "task": task, "text": r["text"]})
-    return pd.DataFrame(train_rows, columns=COLUMNS), pd.DataFrame(test_rows, columns=COLUMNS)
+    return pd.DataFrame(test_rows, columns=COLUMNS)
+
+
+def build_pile(
+    train_source: str | Sequence[str],
+    test_source: str | Sequence[str],
+    tasks: Sequence[str],
+    n_test_docs: int,
+    max_train_docs: int | None,
+    seed: int = 1216,
+    bad: list[str] | None = None,
+    skip_bad: bool = False,
+    skipped_empty: dict[str, int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train documents (all tasks, capped) and a seeded sample of ``n_test_docs`` test documents per task.
+
+    Everything in one process and in memory: for tests and small corpora; the workflow streams the Pile's
+    train split shard by shard (:func:`stream_pile_shard`) and samples the test split (:func:`sample_pile_test`).
+    Bad records (not UTF-8 JSON) fail naming file and line, or with ``skip_bad`` are listed in ``bad``.
+    Empty test documents are never sampled (they cannot be scored), so every sampled one is usable; how many
+    were passed over per task is counted into ``skipped_empty``.
+    """
+    train_rows = []
+    for r in _pile_records(train_source, "train", bad, skip_bad):
+        if max_train_docs is not None and len(train_rows) >= max_train_docs:
+            break
+        train_rows.append({"doc_id": f"train-{r['index']}", "task": r["task"], "text": r["text"]})
+    test = sample_pile_test(test_source, tasks, n_test_docs, seed, bad, skip_bad, skipped_empty)
+    return pd.DataFrame(train_rows, columns=COLUMNS), test
+
+
+# ------------------------------------------------------------------------------------- train shards, streamed
+
+# The Pile ships its train split as 30 files (so does its hub mirror): shard i streams file i.
+PILE_TRAIN_FILES = [f"train/{i:02d}.jsonl.zst" for i in range(30)]
+
+
+def shard_plan(n_files: int, n_shards: int, shard: int) -> tuple[list[int], int, int]:
+    """``(files, every, offset)`` of train shard ``shard``: which input files it streams, keeping record
+    ``r`` of them when ``r % every == offset``.
+
+    With at least as many files as shards, shard i streams files i, i + n, i + 2n, ... whole; with fewer, the
+    shards that share a file take its records in turn (one file and n shards: record r goes to shard r % n).
+    """
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} outside 0..{n_shards - 1}")
+    if n_files < 1:
+        raise ValueError("no train files to shard")
+    if n_files >= n_shards:
+        return list(range(shard, n_files, n_shards)), 1, 0
+    f = shard % n_files
+    return [f], len(range(f, n_shards, n_files)), shard // n_files
+
+
+def shard_quota(max_train_docs: int | None, n_shards: int, shard: int) -> int | None:
+    """Documents shard ``shard`` may index so that all shards together index at most ``max_train_docs``:
+    ``max_train_docs // n_shards``, one more for the first ``max_train_docs % n_shards`` shards."""
+    if max_train_docs is None:
+        return None
+    return max_train_docs // n_shards + int(shard < max_train_docs % n_shards)
+
+
+def stream_pile_shard(
+    source: str | Sequence[str],
+    shard: int,
+    n_shards: int,
+    out_path: str,
+    max_train_docs: int | None = None,
+    bad: list[str] | None = None,
+    skip_bad: bool = False,
+    row_group_rows: int = 2000,
+    row_group_bytes: int = 64 << 20,
+) -> dict[str, Any]:
+    """Stream train shard ``shard`` of a Pile source into parquet, one row group at a time; returns its counts.
+
+    Memory is bounded by one row group (``row_group_rows`` documents or ``row_group_bytes`` of text), never the
+    shard. Local files are split with :func:`shard_plan`; a hub id streams the shard's files of
+    :data:`PILE_TRAIN_FILES` through ``datasets``. Empty documents are dropped (counted); documents are
+    ``train-<shard>-<record>``, record counted in the shard's own stream; the first :func:`shard_quota` are kept.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .io import atomic_path
+
+    files = [source] if isinstance(source, str) else list(source)
+    local = all(Path(f).exists() for f in files)
+    n_files = len(files) if local else len(PILE_TRAIN_FILES)
+    picked, every, offset = shard_plan(n_files, n_shards, shard)
+    if local:
+        records = _pile_records([files[j] for j in picked], "train", bad, skip_bad)
+    else:
+        records = _pile_records(source, "train", bad, skip_bad, data_files=[PILE_TRAIN_FILES[j] for j in picked])
+    quota = shard_quota(max_train_docs, n_shards, shard)
+    schema = pa.schema([(c, pa.string()) for c in COLUMNS])
+    name = f"{shard:03d}"
+    kept, empty, buf, nbytes = 0, [], {"doc_id": [], "task": [], "text": []}, 0
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+
+        def flush() -> None:
+            nonlocal buf, nbytes
+            if buf["doc_id"]:
+                writer.write_table(pa.table(buf, schema=schema))
+            buf, nbytes = {"doc_id": [], "task": [], "text": []}, 0
+
+        for r in records:
+            if quota is not None and kept >= quota:
+                break
+            if r["index"] % every != offset:
+                continue
+            doc_id = f"train-{name}-{r['index']}"
+            if not r["text"].strip():
+                empty.append(doc_id)
+                continue
+            buf["doc_id"].append(doc_id)
+            buf["task"].append(r["task"])
+            buf["text"].append(r["text"])
+            kept, nbytes = kept + 1, nbytes + len(r["text"])
+            if len(buf["doc_id"]) >= row_group_rows or nbytes >= row_group_bytes:
+                flush()
+        flush()
+    if empty:
+        log.warning("shard %s: dropped %d empty or whitespace-only documents: %s", name, len(empty), empty[:10])
+    src = [files[j] for j in picked] if local else [f"{source}:{PILE_TRAIN_FILES[j]}" for j in picked]
+    log.info("shard %s: %d documents from %s", name, kept, src)
+    return {"shard": name, "files": src, "train_docs": kept, "dropped_empty": {"count": len(empty), "ids": empty[:100]}}

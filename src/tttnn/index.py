@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import faiss
 import numpy as np
@@ -10,11 +11,58 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+class NpyRows:
+    """Rows of a ``.npy`` file read on demand: each access maps the file, copies the rows and unmaps it, so a
+    job that reads a large array block by block keeps one block in memory (pages of a long-lived memory map
+    would count in its RSS until the whole file had been read)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        mm = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype = mm.shape, mm.dtype
+        del mm
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        mm = np.load(self.path, mmap_mode="r")
+        try:
+            return np.array(mm[key])
+        finally:
+            del mm
+
+
+def _centroids(index: faiss.Index) -> int:
+    """The most centroids any trained part of ``index`` has (IVF lists, PQ sub-quantizer codes), 0 for none."""
+    n = 0
+    try:
+        n = faiss.extract_index_ivf(index).nlist
+    except RuntimeError:
+        pass
+    sub = faiss.downcast_index(faiss.extract_index_ivf(index) if n else index)
+    pq = getattr(sub, "pq", None)
+    return max(n, int(pq.ksub) if pq is not None else 0)
+
+
 def build_index(
-    vectors: np.ndarray, factory: str = "Flat", train_size: int | None = 100_000, seed: int = 0
+    vectors: np.ndarray | NpyRows,
+    factory: str = "Flat",
+    train_size: int | None = 100_000,
+    seed: int = 0,
+    block_rows: int = 65_536,
 ) -> faiss.Index:
-    """An L2 index made by ``faiss.index_factory``; trained (IVF, PQ) on a seeded sample of the vectors."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    """An L2 index made by ``faiss.index_factory``; trained (IVF, PQ) on a seeded sample of the vectors.
+
+    ``vectors`` may be on disk (:class:`NpyRows`, a memory map): the sample and then blocks of ``block_rows``
+    are read in turn, so memory is the index, the sample and one block. faiss's rule of thumb wants at least
+    39 training vectors per centroid: fewer is logged as a warning.
+    """
+    x = vectors
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"cannot index an array of shape {x.shape}")
     index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_L2)
@@ -29,10 +77,23 @@ def build_index(
                 f"index.factory {factory!r}: {nlist} inverted lists need at least as many training vectors, "
                 f"but this shard has {n}; use fewer lists (e.g. IVF{max(1, n // 39)}) or more data"
             )
-        sample = x[np.random.default_rng(seed).choice(len(x), n, replace=False)] if n < len(x) else x
+        centroids = _centroids(index)
+        if n < 39 * centroids:
+            log.warning(
+                "training %s on %d vectors: fewer than faiss's 39 per centroid (%d centroids; want %d%s)",
+                factory,
+                n,
+                centroids,
+                39 * centroids,
+                ", raise index.train_size" if n < len(x) else ", more data or fewer centroids",
+            )
+        pick = np.random.default_rng(seed).choice(len(x), n, replace=False) if n < len(x) else slice(None)
+        sample = np.ascontiguousarray(x[pick], dtype=np.float32)
         log.info("training %s on %d vectors", factory, len(sample))
         index.train(sample)
-    index.add(x)
+        del sample
+    for start in range(0, len(x), block_rows):
+        index.add(np.ascontiguousarray(x[start : start + block_rows], dtype=np.float32))
     return index
 
 

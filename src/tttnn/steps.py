@@ -55,6 +55,14 @@ def build_corpus(
             seed=corpus["seed"],
             **corpus.get("minipile", {}),
         )
+    elif not out_train:  # the Pile's train shards are streamed by their own jobs (build_corpus_shard)
+        from .corpus import COLUMNS, sample_pile_test
+
+        train = pd.DataFrame(columns=COLUMNS)
+        skip = corpus.get("skip_bad_records", False)
+        test = sample_pile_test(
+            corpus["pile"]["test"], tasks, n_test + n_valid, corpus["seed"], bad, skip, skipped_empty
+        )
     else:
         pile = corpus["pile"]
         train, test = build_pile(
@@ -83,7 +91,7 @@ def build_corpus(
         write_shards(train.iloc[:0], valid, [], dict(zip(tasks, out_valid)))
     if out_manifest:
         manifest = {
-            "train_docs": len(train),
+            "train_docs": len(train) if out_train else "per shard: train/<shard>.json",
             "test_docs": test.groupby("task").size().to_dict(),
             "valid_docs": valid.groupby("task").size().to_dict(),
             "skipped_bad_records": {"count": len(bad), "where": bad[:100]},
@@ -93,9 +101,46 @@ def build_corpus(
         write_text(json.dumps(manifest, indent=1), out_manifest)
 
 
-def chunk_shard(in_path: str, out_path: str, chunk: dict[str, Any], tokenizer_spec: str) -> None:
-    """Documents of one shard -> retrieval chunks."""
-    from .chunk import chunk_documents
+def build_corpus_shard(corpus: dict[str, Any], shard: int, out_path: str, out_stats: str | None = None) -> None:
+    """One train shard of a Pile source, streamed from its own file(s) into parquet row groups, and its counts.
+
+    ``corpus`` holds only what decides the shard's documents: ``pile.train``, ``n_shards``, ``max_train_docs``
+    (a cap over all shards: each keeps its :func:`tttnn.corpus.shard_quota`) and ``skip_bad_records``.
+    """
+    import json
+
+    from .corpus import stream_pile_shard
+
+    bad: list[str] = []
+    stats = stream_pile_shard(
+        corpus["pile"]["train"],
+        shard,
+        corpus["n_shards"],
+        out_path,
+        corpus.get("max_train_docs"),
+        bad,
+        corpus.get("skip_bad_records", False),
+    )
+    stats["skipped_bad_records"] = {"count": len(bad), "where": bad[:100]}
+    if out_stats:
+        write_text(json.dumps(stats, indent=1), out_stats)
+
+
+def chunk_shard(
+    in_path: str,
+    out_path: str,
+    chunk: dict[str, Any],
+    tokenizer_spec: str,
+    batch_docs: int = 500,
+    group_rows: int = 1000,
+) -> None:
+    """Documents of one shard -> retrieval chunks, streamed: ``batch_docs`` documents in memory at a time, written
+    in row groups of ``group_rows`` chunks (small, so that a neighbour's text is later read by its row)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .chunk import CHUNK_COLUMNS, chunk_documents
+    from .io import atomic_path
     from .models import resolve_spec
 
     tokenizer = None
@@ -103,10 +148,18 @@ def chunk_shard(in_path: str, out_path: str, chunk: dict[str, Any], tokenizer_sp
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_spec(tokenizer_spec))
-    docs = pd.read_parquet(in_path)
-    out = chunk_documents(docs, chunk.get("mode", "document"), tokenizer, chunk.get("size", 256), chunk.get("stride"))
-    log.info("%d documents -> %d chunks (mean %.0f tokens)", len(docs), len(out), out["n_tokens"].mean())
-    write_parquet(out, out_path)
+    schema = pa.schema([(c, pa.int64() if c == "n_tokens" else pa.string()) for c in CHUNK_COLUMNS])
+    n_docs = n_chunks = n_tokens = 0
+    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch in pq.ParquetFile(in_path).iter_batches(batch_size=batch_docs, columns=["doc_id", "task", "text"]):
+            docs = batch.to_pandas()
+            out = chunk_documents(
+                docs, chunk.get("mode", "document"), tokenizer, chunk.get("size", 256), chunk.get("stride")
+            )
+            if len(out):
+                writer.write_table(pa.Table.from_pandas(out, schema=schema, preserve_index=False), group_rows)
+            n_docs, n_chunks, n_tokens = n_docs + len(docs), n_chunks + len(out), n_tokens + int(out["n_tokens"].sum())
+    log.info("%d documents -> %d chunks (mean %.0f tokens)", n_docs, n_chunks, n_tokens / max(n_chunks, 1))
 
 
 def query_texts(test: pd.DataFrame, retrieve: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -125,22 +178,32 @@ def embed_files(
     embedder: dict[str, Any],
     column: str,
     retrieve: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
 ) -> None:
-    """Embed parquet files' ``text`` columns (``column='query'``: the documents' query texts), one model load."""
-    from .embed import Embedder
+    """Embed parquet files' ``text`` columns (``column='query'``: the documents' query texts), one model load.
+
+    ``batch_size`` and ``device`` (else ``embedder``'s) change speed, not the vectors. Texts of a shard
+    (``column='text'``) are embedded in resumable blocks into the .npy on disk; query sets (small) at once.
+    """
+    from .embed import Embedder, embed_parquet_blocks
 
     emb = Embedder(
         embedder["path"],
         embedder.get("kind", "sentence-transformers"),
         embedder.get("max_seq_length", 256),
-        embedder.get("device", "auto"),
+        device or embedder.get("device", "auto"),
         embedder.get("tokenizer"),
     )
+    batch_size = batch_size or embedder.get("batch_size", 64)
     for in_path, out_path in zip(in_paths, out_paths, strict=True):
+        if column == "text":
+            embed_parquet_blocks(emb, in_path, out_path, batch_size)
+            continue
         df = pd.read_parquet(in_path)
         texts = query_texts(df, retrieve or {})[0] if column == "query" else df["text"].tolist()
         t0 = time.perf_counter()
-        vec = emb.encode(texts, embedder.get("batch_size", 64))
+        vec = emb.encode(texts, batch_size)
         dt = time.perf_counter() - t0
         log.info(
             "%s: embedded %d texts in %.1f s (%.1f texts/s), dim %d",
@@ -157,10 +220,10 @@ def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
     """Embeddings of one shard -> a saved faiss index."""
     import faiss
 
-    from .index import build_index
+    from .index import NpyRows, build_index
     from .io import atomic_path
 
-    vec = np.load(in_path)
+    vec = NpyRows(in_path)  # read from disk block by block: memory is the index, not the embeddings as well
     t0 = time.perf_counter()
     idx = build_index(vec, index.get("factory", "Flat"), index.get("train_size", 100_000))
     log.info("built %s over %d vectors in %.2f s", index.get("factory", "Flat"), idx.ntotal, time.perf_counter() - t0)
@@ -181,36 +244,35 @@ def search_shard(
     vectors_path: str | None = None,
     rerank: int | None = None,
 ) -> None:
-    """The map step: one shard searched for the queries of every task (and split) in turn, the index
-    loaded once (re-ranked exactly from the shard's on-disk embeddings when ``rerank`` is set)."""
+    """The map step: one shard searched for the queries of every task (and split), the index loaded once
+    (re-ranked exactly from the shard's on-disk embeddings when ``rerank`` is set). Writes ids, distances and
+    chunk rows, no texts: the reduce step reads the texts of the neighbours it keeps (``merge_shards``)."""
     import faiss
 
-    from .retrieve import search_shard as search
+    from .index import NpyRows
+    from .retrieve import search_shard_files
 
-    index, chunks = faiss.read_index(index_path), pd.read_parquet(chunks_path)
-    vectors = np.load(vectors_path, mmap_mode="r") if vectors_path and rerank else None
-    doc_texts = None
-    if docs_path:
-        docs = pd.read_parquet(docs_path)
-        doc_texts = dict(zip(docs["doc_id"], docs["text"]))
-    for queries_path, test_path, out_path in zip(queries_paths, test_paths, out_paths, strict=True):
-        test = pd.read_parquet(test_path)
-        out = search(
-            index,
-            chunks,
-            np.load(queries_path),
-            test["doc_id"].tolist(),
-            test["text"].tolist(),
-            retrieve["k"],
-            shard,
-            retrieve.get("max_distance"),
-            retrieve.get("drop_exact", True),
-            doc_texts,
-            nprobe,
-            vectors,
-            rerank,
-        )
-        log.info("shard %s, %s: %d neighbours for %d queries", shard, test_path, len(out), len(test))
+    index = faiss.read_index(index_path)
+    vectors = NpyRows(vectors_path) if vectors_path and rerank else None
+    sets = []
+    for queries_path, test_path in zip(queries_paths, test_paths, strict=True):
+        test = pd.read_parquet(test_path, columns=["doc_id", "text"])
+        sets.append((np.load(queries_path), test["doc_id"].tolist(), test["text"].tolist()))
+    outs = search_shard_files(
+        index,
+        chunks_path,
+        sets,
+        retrieve["k"],
+        shard,
+        retrieve.get("max_distance"),
+        retrieve.get("drop_exact", True),
+        docs_path,
+        nprobe,
+        vectors,
+        rerank,
+    )
+    for (_, qids, _), out, test_path, out_path in zip(sets, outs, test_paths, out_paths, strict=True):
+        log.info("shard %s, %s: %d neighbours for %d queries", shard, test_path, len(out), len(qids))
         write_parquet(out, out_path)
 
 
@@ -234,18 +296,31 @@ def check_k_fits(chunks: Sequence[str], k: int, out_path: str | None = None) -> 
         write_text(f"retrieve.k = {k} <= {total} chunks in {len(chunks)} shards\n", out_path)
 
 
-def merge_shards(parts: Sequence[str], test_path: str, out_path: str, k: int, chunks: Sequence[str] = ()) -> None:
-    """The reduce step: global top-k per query from every shard's list.
+def merge_shards(
+    parts: Sequence[str],
+    test_path: str,
+    out_path: str,
+    k: int,
+    chunks: Sequence[str] = (),
+    docs: Sequence[str] = (),
+) -> None:
+    """The reduce step: global top-k per query from every shard's list, then the kept neighbours' texts.
 
+    Texts are read by row from the shards' ``chunks`` (named by shard: ``<shard>.parquet``), or with ``docs``
+    (the shards' corpus files) the neighbours' whole documents, once per kept neighbour.
     ``k`` above the number of chunks in the whole index fails here, naming both numbers, instead of
     letting every document record checkpoints past the neighbours it could ever train on.
     """
-    from .retrieve import merge_neighbors, queries_without
+    from .retrieve import NEIGHBOR_COLUMNS, attach_texts, merge_neighbors, queries_without
 
     if chunks:
         check_k_fits(chunks, k)
-    qids = pd.read_parquet(test_path)["doc_id"].tolist()
+    qids = pd.read_parquet(test_path, columns=["doc_id"])["doc_id"].tolist()
     merged = merge_neighbors([pd.read_parquet(p) for p in parts], qids, k)
+    if "text" not in merged.columns:
+        by_shard = {Path(p).stem: str(p) for p in chunks}
+        merged = attach_texts(merged, by_shard, {Path(p).stem: str(p) for p in docs} if docs else None)
+        merged = merged[NEIGHBOR_COLUMNS]
     lacking = queries_without(merged, qids)
     if lacking:
         log.warning(

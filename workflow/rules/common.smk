@@ -125,3 +125,63 @@ def figure_targets():
 def all_targets():
     tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else []) + ["claims"]
     return figure_targets() + expand(R("tables/{run}/{name}.csv"), run=REPORT, name=tables)
+
+
+# Params of the corpus, chunk, embed and index rules: only the keys that decide their files, so that a speed
+# setting (embedder.batch_size, device, gpus; index.nprobe) changed after a failure reruns nothing.
+def corpus_params(part):
+    """Corpus keys of a Pile job: a train shard's (its files, shard count, cap) or the test sample's."""
+    c = config["corpus"]
+    common = {"source": c["source"], "skip_bad_records": c["skip_bad_records"]}
+    if part == "train":
+        return {
+            **common,
+            "pile": {"train": c["pile"]["train"]},
+            "n_shards": c["n_shards"],
+            "max_train_docs": c["max_train_docs"],
+        }
+    keys = ["tasks", "n_test_docs", "n_valid_docs", "seed"]
+    return {**common, **{k: c[k] for k in keys}, "pile": {"test": c["pile"]["test"]}}
+
+
+def embedder_params():
+    """Embedder keys that decide the vectors (batch size, device and GPUs are read by the script)."""
+    e = config["embedder"]
+    return {k: e[k] for k in ("path", "kind", "tokenizer", "max_seq_length") if k in e}
+
+
+def embed_mem_mb(wildcards):
+    """Memory of an embed job: the model and one block of texts and vectors, not the shard."""
+    return config["embedder"]["mem_mb"]
+
+
+def index_mem_mb(wildcards, input):
+    """Memory of an index job from its shard: Flat holds every vector; a compressed index its codes (+ ids),
+    the training sample and one block (tttnn.index.build_index)."""
+    import numpy as np
+
+    with open(input[0], "rb") as fh:
+        np.lib.format.read_magic(fh)
+        shape = np.lib.format.read_array_header_1_0(fh)[0]
+    n, dim = shape if len(shape) == 2 else (0, 1)
+    factory = config["index"]["factory"]
+    mb = 2**20
+    if factory == "Flat":
+        need = n * dim * 4
+    else:
+        m = re.search(r"PQ(\d+)", factory)
+        code = int(m.group(1)) if m else dim * 4
+        need = n * (code + 8) + min(n, config["index"]["train_size"]) * dim * 4 + 65536 * dim * 4
+    return int(1000 + 1.2 * need / mb)
+
+
+def search_mem_mb(wildcards, input):
+    """Memory of a search job: its index (as saved) and a batch of texts for the copy filter."""
+    return int(1500 + 1.2 * os.path.getsize(input.index) / 2**20)
+
+
+def all_shard_docs(wildcards):
+    """Every shard's documents, read by the reduce step when a neighbour trains on its whole document."""
+    if config["retrieve"]["neighbor_text"] == "document":
+        return expand(R("corpus/{corpus}/train/{shard}.parquet"), corpus=wildcards.corpus, shard=SHARDS)
+    return []

@@ -1,3 +1,5 @@
+# A shard is embedded in blocks into a preallocated .npy on disk; a killed job resumes at its last finished block
+# (rerun it, e.g. with --rerun-incomplete). embedder.gpus asks the scheduler for GPUs (resource `gpu`).
 rule embed:
     input:
         R("chunks/{corpus}/{embedder}/{shard}.parquet"),
@@ -11,10 +13,11 @@ rule embed:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=2000,
-        runtime=120,
+        mem_mb=embed_mem_mb,
+        runtime=config["embedder"]["runtime"],
+        gpu=config["embedder"]["gpus"],
     params:
-        embedder=config["embedder"],
+        embedder=embedder_params(),
         column="text",
     script:
         "../scripts/embed.py"
@@ -34,11 +37,12 @@ rule embed_queries:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=embed_mem_mb,
         runtime=30,
+        gpu=config["embedder"]["gpus"],
     params:
-        embedder=config["embedder"],
+        embedder=embedder_params(),
         column="query",
-        retrieve=config["retrieve"],
+        retrieve={k: config["retrieve"][k] for k in ("query", "split_max_tokens")},
     script:
         "../scripts/embed.py"

@@ -11,9 +11,9 @@ rule index:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=index_mem_mb,
         runtime=60,
     params:
-        index=config["index"],
+        index={k: config["index"][k] for k in ("factory", "train_size")},
     script:
         "../scripts/index.py"

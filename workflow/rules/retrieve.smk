@@ -1,4 +1,6 @@
-# Map: search one shard for the queries of every task and split. Reduce: merge the shards' lists into a global top-k.
+# Map: search one shard for the queries of every task and split (ids and distances). Reduce: merge the shards'
+# lists into a global top-k and read the kept neighbours' texts by row (their whole documents with
+# retrieve.neighbor_text: document).
 # {split} is test (the evaluated documents) or valid (held-out documents for choosing a method's parameter).
 
 
@@ -24,10 +26,10 @@ rule search_shard:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=2000,
+        mem_mb=search_mem_mb,
         runtime=30,
     params:
-        retrieve=config["retrieve"],
+        retrieve={k: config["retrieve"][k] for k in ("k", "max_distance", "drop_exact")},
         nprobe=config["index"]["nprobe"],
         rerank=config["index"]["rerank"],
     script:
@@ -40,6 +42,7 @@ rule retrieve:
             R("neighbors/{{corpus}}/{{embedder}}/{{faiss_index}}/{{split}}/{{task}}/{shard}.parquet"), shard=SHARDS
         ),
         chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
+        docs=all_shard_docs,
         test=R("corpus/{corpus}/{split}/{task}.parquet"),
     output:
         R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/{task}.parquet"),
@@ -62,6 +65,7 @@ rule retrieve_subset:
     input:
         parts=subset_parts,
         chunks=expand(R("chunks/{{corpus}}/{{embedder}}/{shard}.parquet"), shard=SHARDS),
+        docs=all_shard_docs,
         test=R("corpus/{corpus}/{split}/{task}.parquet"),
     output:
         R("neighbors/{corpus}/{embedder}/{faiss_index}/{split}/shards-{nshards}/{task}.parquet"),

@@ -4,4 +4,4 @@ from tttnn import logs, steps
 
 logs.to_file(snakemake.log[0])
 inp = snakemake.input
-steps.merge_shards(inp.parts, inp.test, snakemake.output[0], snakemake.params.k, inp.chunks)
+steps.merge_shards(inp.parts, inp.test, snakemake.output[0], snakemake.params.k, inp.chunks, inp.docs)
