@@ -84,12 +84,25 @@ def write_pile(out: Path, n_files: int, docs_per_file: int, n_test: int = 5, see
 def make_tiny_encoder(out: Path, words: list[str] | None = None, seed: int = 0) -> Path:
     """Save a 2-layer, 32-dim random BERT with a word-level tokenizer over :func:`vocabulary` (no network)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     out.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (words or vocabulary())
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=False, model_max_length=128)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    vocab = {w: i for i, w in enumerate(specials + (words or vocabulary()))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=128,
+    )
     torch.manual_seed(seed)
     cfg = BertConfig(
         vocab_size=len(vocab),
@@ -98,6 +111,7 @@ def make_tiny_encoder(out: Path, words: list[str] | None = None, seed: int = 0) 
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=130,
+        pad_token_id=0,
     )
     BertModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
