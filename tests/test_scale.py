@@ -133,6 +133,28 @@ def test_killed_embed_job_resumes_exactly(tmp_path, encoder):
     assert np.array_equal(np.load(whole), emb.encode(_texts(160), 4, progress=False))
 
 
+def test_partial_array_of_another_input_is_not_resumed(tmp_path, encoder):
+    from tttnn.embed import Embedder, embed_parquet_blocks
+
+    emb = Embedder(str(encoder), "hf-mean", 128, "cpu")
+    src, out = tmp_path / "c.parquet", tmp_path / "e/000.npy"
+    pd.DataFrame({"text": _texts(40)}).to_parquet(src)
+
+    def stop(done: int, n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_parquet_blocks(emb, str(src), str(out), 4, 16, on_block=stop)
+    assert out.with_name(".000.npy.partial.npy").exists()
+    time.sleep(0.01)
+    pd.DataFrame({"text": _texts(40, seed=1)}).to_parquet(src)  # the chunks were rebuilt meanwhile
+    seen = []
+    embed_parquet_blocks(emb, str(src), str(out), 4, 16, on_block=lambda d, n: seen.append(d))
+    assert seen == [16, 32, 40]  # started over
+    embed_parquet_blocks(emb, str(src), str(tmp_path / "fresh/000.npy"), 4, 16)
+    assert np.array_equal(np.load(out), np.load(tmp_path / "fresh/000.npy"))
+
+
 def test_empty_shard_embeds_to_an_empty_array(tmp_path, encoder):
     from tttnn.embed import Embedder, embed_parquet_blocks
 
@@ -231,3 +253,28 @@ def test_search_from_files_equals_in_memory(tmp_path, neighbor_text):
     top = b[b["rank"] == 0].set_index("query_id")["chunk_id"]
     assert top["q2"] in ("s0c9", "s1c9") and top["q0"] not in ("s0c5", "s1c5")
     assert (top["q1"] in ("s0c7", "s1c7")) == (neighbor_text == "chunk")
+
+
+def test_scale_workflow_small(tmp_path, bench, encoder):
+    """The scale benchmark in small: 4 Pile files -> 4 streamed shards holding the documents one job reads, the
+    planted near-copies ranked first, and a changed batch size or device reruns nothing."""
+    from tttnn.corpus import build_pile
+
+    pile = bench.write_pile(tmp_path / "pile", 4, 40, n_test=2)
+    cfg = bench.workflow_config(pile, encoder, tmp_path / "results", n_shards=4, n_test=2)
+    bench.run_workflow(cfg, tmp_path, cores=2)
+    res = tmp_path / "results"
+    shards = pd.concat([pd.read_parquet(res / f"corpus/scale/train/{s:03d}.parquet") for s in range(4)])
+    one, _ = build_pile(pile["train"], pile["test"], ["github"], 1, None)
+    key = ["task", "text"]
+    assert sorted(map(tuple, shards[key].to_numpy())) == sorted(map(tuple, one[key].to_numpy()))
+    found, total = bench.planted_found(res, pile)
+    assert total == 8 and found == total
+    assert set(bench.peak_rss(res)) >= {"build_corpus_shard", "build_corpus", "chunk", "embed", "index", "search_shard"}
+    cfg["embedder"] = {**cfg["embedder"], "batch_size": 3, "device": "cpu"}
+    (tmp_path / "config2.yaml").write_text(__import__("yaml").safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    targets = [str(res / f"neighbors/scale/tiny-doc/flat/test/{t}.parquet") for t in cfg["corpus"]["tasks"]]
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "config2.yaml"), "--", *targets]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]

@@ -126,7 +126,8 @@ def embed_parquet_blocks(
 
     The array is preallocated on disk (``np.lib.format.open_memmap``) beside the output as ``.<name>.partial.npy``;
     after each block of ``block_rows`` texts its rows are flushed and ``.<name>.progress.json`` records the rows
-    done, so a killed job resumes at the last finished block. Blocks always start at multiples of ``block_rows``
+    done, so a killed job resumes at the last finished block (only if the input file, rows, dimension and block
+    size are unchanged). Blocks always start at multiples of ``block_rows``
     and each is encoded on its own, so a resumed array equals an uninterrupted one exactly. Memory: the model and
     one block; the file is mapped only while a block is written (its pages do not pile up in the job's RSS).
     ``on_block(done, total)`` is called after every block.
@@ -139,7 +140,9 @@ def embed_parquet_blocks(
     partial = out.with_name(f".{out.name}.partial.npy")
     progress = out.with_name(f".{out.name}.progress.json")
     n, dim = pq.ParquetFile(in_path).metadata.num_rows, emb.dim
+    st = os.stat(in_path)  # a rewritten input (new chunks) never resumes an old partial array
     state = {"rows": n, "dim": dim, "block_rows": block_rows, "source": os.path.abspath(in_path)}
+    state.update(source_bytes=st.st_size, source_mtime_ns=st.st_mtime_ns)
     done = 0
     if progress.is_file() and partial.is_file():
         saved = json.loads(progress.read_text())
