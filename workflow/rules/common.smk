@@ -161,8 +161,9 @@ def index_mem_mb(wildcards, input):
     import numpy as np
 
     with open(input[0], "rb") as fh:
-        np.lib.format.read_magic(fh)
-        shape = np.lib.format.read_array_header_1_0(fh)[0]
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = read(fh)[0]
     n, dim = shape if len(shape) == 2 else (0, 1)
     factory = config["index"]["factory"]
     mb = 2**20
