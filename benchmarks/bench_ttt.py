@@ -4,18 +4,26 @@ side in one run; JSON lines on stdout.
 
     python benchmarks/bench_ttt.py [--device cpu|cuda] [--models ...] [--lengths 256 1024]
                                    [--settings float32:1 float32:4 bfloat16:1 bfloat16-pure:1] [--repeats 2]
+    python benchmarks/bench_ttt.py --batching      # CPU: SmolLM2, B = 1, 2, 4, 8 at 128 and 256 tokens, 2 threads
     python benchmarks/bench_ttt.py --bpb [--model-path /tmp/smollm2]   # bpb of each dtype against float32
 
-A setting is ``dtype:B[:tf32][:compile]``; ``float32:1`` is the paper-style loop (:class:`TTTRunner`), ``B > 1``
-runs :class:`BatchedTTTRunner` (B documents in lock-step; the time is divided by B). Models: the offline
-default (SmolLM2-135M) and randomly initialised gpt2 (124M), gpt2-large (774M) and gpt-neo-1.3B sized models
-(no download). On CUDA, settings that do not fit in memory are reported with ``"error": "oom"``.
+A setting is ``dtype:B[:tf32][:compile][:eager|:sdpa-math]``; ``float32:1`` is the paper-style loop
+(:class:`TTTRunner`), ``B > 1`` runs :class:`BatchedTTTRunner` (B documents in lock-step; the time is divided by
+B) with its attention inside the batched forward (default :data:`tttnn.batched.BATCHED_ATTENTION`). Every row
+counts the vmap fallback warnings ("batching rule": a per-copy loop) raised while it ran. ``--profile N``
+prints the N operations with the most self time in one training step and one evaluation of each setting to
+stderr. Models: the offline default (SmolLM2-135M) and randomly initialised gpt2 (124M), gpt2-large (774M) and
+gpt-neo-1.3B sized models (no download). On CUDA, settings that do not fit in memory are reported with
+``"error": "oom"``; on CPU, B copies that would not fit in the memory available are skipped
+(``"error": "memory"``: 16 bytes per parameter per copy, plus activations).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import sys
+import warnings
 import glob
 import json
 import math
@@ -26,12 +34,14 @@ from typing import Any
 
 import torch
 
-from tttnn.batched import BatchedTTTRunner
+from tttnn.batched import ATTENTION_CHOICES, BATCHED_ATTENTION, BatchedTTTRunner
 from tttnn.metrics import aggregate, rolling_windows
 from tttnn.settings import TTTConfig
 from tttnn.ttt import Document, Neighbor, TTTRunner
 
 PAPER = "float32:1"
+BATCHING = ["float32:1", "float32:2", "float32:4", "float32:8"]
+FALLBACK = "batching rule"  # vmap's warning when an operator has no batching rule and runs copy by copy
 
 
 class StubTokenizer:
@@ -70,9 +80,49 @@ def load(kind: str, device: str, model_path: str | None) -> tuple[torch.nn.Modul
 
 
 def parse_setting(s: str) -> dict[str, Any]:
-    """``dtype:B[:tf32][:compile]`` as TTTConfig fields plus ``B``."""
+    """``dtype:B[:tf32][:compile][:eager|:sdpa-math]`` as TTTConfig fields plus ``B`` and ``attention``."""
     parts = s.split(":")
-    return {"dtype": parts[0], "B": int(parts[1]), "tf32": "tf32" in parts[2:], "compile": "compile" in parts[2:]}
+    unknown = set(parts[2:]) - {"tf32", "compile", *ATTENTION_CHOICES}
+    if unknown:
+        raise SystemExit(f"setting {s!r}: unknown option(s) {sorted(unknown)}")
+    attention = next((p for p in parts[2:] if p in ATTENTION_CHOICES), BATCHED_ATTENTION)
+    return {
+        "dtype": parts[0],
+        "B": int(parts[1]),
+        "tf32": "tf32" in parts[2:],
+        "compile": "compile" in parts[2:],
+        "attention": attention if int(parts[1]) > 1 else "model's own",
+    }
+
+
+def mem_available_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def fits_on_cpu(model: torch.nn.Module, B: int, T: int) -> bool:
+    """Whether B stacked copies (weights, 2 AdamW moments, gradients: 16 bytes per parameter) and the logits of a
+    step fit in the memory available now, with 1 GiB to spare (others share this machine)."""
+    avail = mem_available_bytes()
+    if avail is None or B == 1:
+        return True
+    n = sum(p.numel() for p in model.parameters())
+    need = 16 * n * B + 4 * 4 * B * T * model.config.vocab_size + 2**30
+    return need < avail
+
+
+def cpu_flags() -> str:
+    """Which of AVX-512 BF16 and AMX the CPU has (bf16 and batched matmul speed depend on them)."""
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return "unknown"
+    have = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return " ".join(have) or "no avx512/amx"
 
 
 def machine_name(device: str) -> str:
@@ -83,7 +133,7 @@ def machine_name(device: str) -> str:
             name = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{name} ({cpu_flags()}), {torch.get_num_threads()} threads"
 
 
 def sync(device: str) -> None:
@@ -91,7 +141,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_setting(model, tok, device: str, T: int, setting: dict[str, Any], repeats: int) -> dict[str, Any]:
+def profile_top(fn, n: int, title: str) -> None:
+    """Print the ``n`` operations with the most self time in one call of ``fn`` to stderr."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts, record_shapes=True) as prof:
+        fn()
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by=key, row_limit=n, max_name_column_width=40, max_shapes_column_width=60
+    )
+    print(f"== profile: {title}\n{table}", file=sys.stderr, flush=True)
+
+
+def bench_setting(
+    model, tok, device: str, T: int, setting: dict[str, Any], repeats: int, profile: int = 0, title: str = ""
+) -> dict[str, Any]:
     """Median ms of one training step and one evaluation for every document of a batch, per document."""
     cfg = TTTConfig(max_length=T, dtype=setting["dtype"], tf32=setting["tf32"], compile=setting["compile"])
     if device.startswith("cuda"):
@@ -113,7 +179,7 @@ def bench_setting(model, tok, device: str, T: int, setting: dict[str, Any], repe
             runner.evaluate(doc)
 
     else:
-        runner = BatchedTTTRunner(model, tok, cfg, B)
+        runner = BatchedTTTRunner(model, tok, cfg, B, attention=setting["attention"])
         runner.reset_copies(B)
         wins = list(rolling_windows(doc, runner.prefix, T))
 
@@ -125,17 +191,22 @@ def bench_setting(model, tok, device: str, T: int, setting: dict[str, Any], repe
 
     try:
         out: dict[str, Any] = {}
-        for name, fn in (("train_ms", train), ("eval_ms", evaluate)):
-            fn()  # warm-up (and compilation)
-            sync(device)
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                fn()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for name, fn in (("train_ms", train), ("eval_ms", evaluate)):
+                fn()  # warm-up (and compilation; the first step moves the copies to their gradients' layout)
                 sync(device)
-                times.append((time.perf_counter() - t) * 1000 / B)
-            out[name] = round(statistics.median(times), 2)
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    fn()
+                    sync(device)
+                    times.append((time.perf_counter() - t) * 1000 / B)
+                out[name] = round(statistics.median(times), 2)
+                if profile:
+                    profile_top(fn, profile, f"{title} {name[:-3]} (one call, {B} document(s))")
         out["per_neighbor_ms"] = round(out["train_ms"] + out["eval_ms"], 2)
+        out["fallback_warnings"] = sum(FALLBACK in str(w.message) for w in caught)
         if device.startswith("cuda"):
             out["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         return out
@@ -161,6 +232,7 @@ def speed(args: argparse.Namespace) -> None:
         for T in args.lengths:
             paper_ms = None
             for s in settings:
+                st = parse_setting(s)
                 row: dict[str, Any] = {
                     "model": kind,
                     "params_m": round(n_params / 1e6),
@@ -168,12 +240,17 @@ def speed(args: argparse.Namespace) -> None:
                     "machine": machine,
                     "tokens": T,
                     "setting": s,
-                    **parse_setting(s),
+                    **st,
                 }
                 if args.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
                 try:
-                    row.update(bench_setting(model, tok, args.device, T, parse_setting(s), args.repeats))
+                    if args.device == "cpu" and not fits_on_cpu(model, st["B"], T):
+                        row["error"] = "memory"
+                        print(json.dumps(row), flush=True)
+                        continue
+                    title = f"{kind} {T} tokens {s}"
+                    row.update(bench_setting(model, tok, args.device, T, st, args.repeats, args.profile, title))
                     if s == PAPER:
                         paper_ms = row["per_neighbor_ms"]
                     if paper_ms:
@@ -260,6 +337,13 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--settings", nargs="+", default=[PAPER, "float32:4", "bfloat16:1", "bfloat16-pure:1"])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: 2 on CPU, torch's on CUDA)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print each setting's top N operations")
+    ap.add_argument(
+        "--batching",
+        action="store_true",
+        help="the batching table: smollm2-135m, 128 and 256 tokens, B = 1, 2, 4, 8 (float32), repeats 3",
+    )
     ap.add_argument("--bpb", action="store_true", help="bpb of each setting on real text instead of speed")
     ap.add_argument("--docs", type=int, default=3)
     ap.add_argument("--k", type=int, default=10)
@@ -267,6 +351,12 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-4)
     args = ap.parse_args()
+    if args.batching:
+        args.models, args.lengths, args.settings = ["smollm2-135m"], [128, 256], BATCHING
+        args.repeats = max(args.repeats, 3)
+    threads = args.threads or (2 if args.device == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     if args.device == "cpu":
         torch.manual_seed(0)
     bpb(args) if args.bpb else speed(args)

@@ -1,15 +1,20 @@
 """Batched TTT across documents equals the batch-1 loop: ragged windows, documents of different lengths and
-neighbour counts, several windows per neighbour, per-copy NaN skipping, resume; number formats."""
+neighbour counts, several windows per neighbour, per-copy NaN skipping, resume; number formats; no per-copy
+vmap fallback (a "batching rule" warning) in any supported model family."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
+from conftest import make_tiny_family
 
 from tttnn import jsonl
-from tttnn.batched import BatchedTTTRunner
+from tttnn.batched import ATTENTION_CHOICES, BatchedTTTRunner
+from tttnn.metrics import rolling_windows
+from tttnn.models import load_model
 from tttnn.precision import Precision, setup_precision
 from tttnn.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
 
@@ -52,7 +57,9 @@ def _assert_same_records(a: list[dict], b: list[dict], rel: float = 1e-5) -> Non
         for key in x:
             if key == "seconds":
                 assert sorted(x[key]) == sorted(y[key])
-                assert [len(x[key][k]) for k in ("train", "eval")] == [len(y[key][k]) for k in ("train", "eval")]
+                assert [len(x[key][k]) for k in sorted(x[key]) if k != "reset"] == [
+                    len(y[key][k]) for k in sorted(y[key]) if k != "reset"
+                ]
             elif key in ("loglik", "train_loss", "grad_norm"):
                 flat = (lambda v: [u for r in v for u in r]) if key != "loglik" else (lambda v: v)
                 fx, fy = flat(x[key]), flat(y[key])
@@ -223,3 +230,51 @@ def test_pure_bf16_lr_zero_keeps_weights(model_no_dropout):
     runner = TTTRunner(model, tok, _cfg(k=2, lr=0.0, weight_decay=0.0, dtype="bfloat16-pure"))
     rec = runner.run_document("d0", DOC, _docs()[0].neighbors)
     assert rec["loglik"][2] == rec["loglik"][0]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2", "gemma3", "qwen2", "qwen2-untied"])
+def family_runner_model(request, tmp_path_factory, tiny_model_dir):
+    """A tiny random model of each supported family (2 layers, width 64), loaded as the workflow loads it (SDPA);
+    ``qwen2-untied`` has its own output layer, as Qwen2.5-Coder-1.5B does."""
+    family = request.param
+    base = family.removesuffix("-untied")
+    path = tiny_model_dir if base == "gpt2" else make_tiny_family(base, tmp_path_factory.mktemp(f"tiny-{base}"))
+    model, tok = load_model(str(path), device="cpu")
+    if family.endswith("-untied"):
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+    for m in model.modules():  # gpt2's dropout off: train mode is then deterministic
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return family, model, tok
+
+
+@pytest.mark.parametrize("attention", ATTENTION_CHOICES)
+def test_no_vmap_fallback_and_equal_to_batch_one(family_runner_model, attention):
+    """A batched training step (ragged windows, one copy sitting out) and evaluation raise no "batching rule"
+    warning (a per-copy loop under vmap) and give batch 1's losses, gradient norms and log-likelihoods."""
+    family, model, tok = family_runner_model
+    implementation = model.config._attn_implementation
+    cfg = _cfg(k=1, max_length=32)
+    doc = list(range(7, 80))  # 73 tokens: three rolling windows of 32
+    pad = [tok.pad_token_id] * 2 if tok.pad_token_id is not None else []  # nn.Embedding(padding_idx): no gradient
+    wins = [list(range(5, 28)) + pad + [9, 9], list(range(40, 57)), None]  # repeated tokens: gradients add up
+    batched = BatchedTTTRunner(model, tok, cfg, 3, attention=attention)
+    batched.reset_copies(3)
+    evals = [list(rolling_windows(doc, batched.prefix, cfg.max_length))] * 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss, gnorm, applied = batched.train_copies(wins)
+        lls = batched.evaluate_copies(evals)
+    fallbacks = {str(w.message)[:160] for w in caught if "batching rule" in str(w.message)}
+    assert not fallbacks, f"{family}, {attention}: per-copy vmap fallback in the batched step: {fallbacks}"
+    assert model.config._attn_implementation == implementation  # the model's own attention is back
+    assert applied == [True, True, False]
+    single = TTTRunner(model, tok, cfg)
+    for s, w in enumerate(wins):
+        single.reset()
+        if w is not None:
+            lo, gn, ok = single.train_step(w)
+            assert ok and [lo, gn] == pytest.approx([loss[s], gnorm[s]], rel=1e-5), (family, s)
+        assert single.evaluate(doc) == pytest.approx(lls[s], rel=1e-5), (family, s)
+    single.restore_weights()
