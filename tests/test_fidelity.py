@@ -144,3 +144,21 @@ def test_a_task_whose_documents_all_stop_short_keeps_its_rows():
     after = summary[summary.n_neighbors == 3]
     assert set(after.task) == {"github", "dm-math", "pile-weighted"}
     assert after[after.task == "dm-math"].n_short_docs.iloc[0] == 2
+
+
+def test_a_long_neighbour_is_cut_before_tokenizing_with_the_same_windows(tiny_model, monkeypatch):
+    import tttnn.ttt as ttt_mod
+
+    model, tok = tiny_model
+    cfg = TTTConfig(k=1, max_length=16, max_windows_per_neighbor=2)
+    runner = TTTRunner(model, tok, cfg)
+    text = (OTHER + DOC) * 40  # far longer than 2 windows need
+    seen: list[int] = []
+    real = ttt_mod.tokenize
+    monkeypatch.setattr(ttt_mod, "tokenize", lambda t, s: seen.append(len(s)) or real(t, s))
+    wins = runner.train_windows(text)
+    full = real(tok, text)
+    assert wins == [full[:16], full[16:32]]  # exactly the windows of the whole text
+    assert max(seen) < len(text)  # only the beginning was tokenized
+    rec = runner.run_document("d", DOC, [Neighbor("n", text, 0.1)])
+    assert len(rec["seconds"]["tokenize"]) == 1 and len(rec["seconds"]["train"]) == 1

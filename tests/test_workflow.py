@@ -288,3 +288,26 @@ def test_every_method_runs_on_every_task(e2e):
     assert sorted(sizes.n_shards.unique()) == [1, 2]
     for name in ("methods", "order", "index_size"):
         assert (res / f"figures/test/{name}.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_performance_settings_rerun_nothing_and_lr_reruns_ttt(e2e):
+    tmp, cfg = e2e
+    # eval batch, documents in lock-step, tf32, compile, device: speed only (results equal within 1e-5)
+    fast = snakemake(
+        "-n",
+        "all",
+        "--configfile",
+        str(cfg),
+        "--config",
+        "ttt={lr: 1.0e-4, max_length: 64, max_windows_per_neighbor: 1, eval_batch_size: 2, batch_documents: 2, "
+        "tf32: true, device: cpu}",
+    )
+    assert planned_jobs(fast) == {}, fast.stdout[-3000:]
+    # another method's settings rerun that method only
+    other = snakemake("-n", "all", "--configfile", str(cfg), "--config", "methods={order: {batch_size: 3}}")
+    assert (
+        "order" in planned_jobs(other) and "ttt" not in planned_jobs(other) and "incontext" not in planned_jobs(other)
+    )
+    slow = snakemake("-n", "all", "--configfile", str(cfg), "--config", "ttt={lr: 2.0e-5}")
+    assert planned_jobs(slow).get("ttt", 0) >= 1

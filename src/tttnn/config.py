@@ -268,6 +268,23 @@ def model_positions(model_dir: str | os.PathLike) -> int | None:
     return None
 
 
+def performance_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """A model's settings that change speed, not results (``ttt.eval_batch_size``, ``batch_documents``, ``tf32``,
+    ``compile``, and the device): scripts read them from the config, so changing one reruns nothing."""
+    from .settings import PERFORMANCE_KEYS
+
+    cfg = ttt_config(config, model).model_dump()
+    return {**{k: cfg[k] for k in PERFORMANCE_KEYS}, "device": config.get("ttt", {}).get("device", "auto")}
+
+
+def method_section(config: dict[str, Any], method: str) -> dict[str, Any]:
+    """The methods keys one method's results depend on: its own section, k, n_docs and eval_at (so changing
+    another method's settings reruns only that method)."""
+    methods = config.get("methods") or {}
+    own = method.split("-")[0].removesuffix("_valid")
+    return {key: methods.get(key) for key in ("k", "n_docs", "eval_at", own)}
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` for a config that validates against the schema but cannot run."""
     corpus = config["corpus"]

@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# how the loop is run, not what it computes (results equal within 1e-5): never a rerun trigger or in a fingerprint
+PERFORMANCE_KEYS = ("eval_batch_size", "batch_documents", "tf32", "compile")
+
+
 class TTTConfig(BaseModel):
     """Hyper-parameters of test-time training; the defaults are the paper's (gpt2)."""
 
@@ -31,6 +35,10 @@ class TTTConfig(BaseModel):
     dtype: Literal["float32", "bfloat16", "bfloat16-pure"] = "float32"  # bf16 autocast / bf16 weights + fp32 master
     tf32: bool = False  # CUDA only: TF32 matmuls for float32 work
     compile: bool = False  # torch.compile the forward pass (CUDA; slow to start)
+
+    def result_settings(self) -> dict:
+        """The settings that determine results (fingerprints, Snakemake params): all but PERFORMANCE_KEYS."""
+        return {k: v for k, v in self.model_dump().items() if k not in PERFORMANCE_KEYS}
 
     def checkpoints(self) -> list[int]:
         """Neighbour counts after which the document is evaluated (0 = before any training)."""

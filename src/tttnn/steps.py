@@ -411,7 +411,8 @@ def run_ttt(
     outs = _as_list(out_paths, 1)
     tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
     cfg = TTTConfig(**ttt)
-    settings = {**cfg.model_dump(), "query": query, "split_max_tokens": split_max_tokens}
+    # the fingerprint holds what determines results, not how fast they come (eval batch, batch_documents, ...)
+    settings = {**cfg.result_settings(), "query": query, "split_max_tokens": split_max_tokens}
     # weights load in float32; the runner applies ttt.dtype (autocast, or bf16 weights with a float32 master)
     model, tok = load_model(model_dir, device=device, dtype="float32")
     if cfg.batch_documents > 1 and cfg.k > 0:
@@ -498,7 +499,7 @@ def run_method(
     query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
     section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
     settings = {
-        **cfg.model_dump(),
+        **cfg.result_settings(),
         "method": method,
         "method_settings": section,
         "query": query,

@@ -26,6 +26,10 @@ __all__ = ["Document", "Neighbor", "TTTConfig", "TTTRunner", "OnTTTRunner", "doc
 
 log = logging.getLogger(__name__)
 
+# characters per token that a neighbour's text is cut at before tokenizing, when windows are capped (generous:
+# English runs ~4, code ~3; a longer stretch of one token is re-tokenized in full, never cut short)
+MAX_CHARS_PER_TOKEN = 32
+
 
 @dataclass(frozen=True)
 class Neighbor:
@@ -99,12 +103,25 @@ class TTTRunner:
             )
 
     def train_windows(self, text: str) -> list[list[int]]:
-        """The neighbour's token windows (disjoint, ``max_length`` each, capped in number)."""
-        ids = tokenize(self.tokenizer, text)
+        """The neighbour's token windows (disjoint, ``max_length`` each, capped in number).
+
+        With a cap, only the beginning of a long text is tokenized (a multi-MB Pile document would cost
+        seconds of tokenizer time for a few windows): cut at a whitespace after ``MAX_CHARS_PER_TOKEN``
+        characters per token needed; if that yields too few tokens the whole text is tokenized after all.
+        """
         L = self.cfg.max_length
+        cap = self.cfg.max_windows_per_neighbor
+        ids = None
+        if cap and len(text) > cap * L * MAX_CHARS_PER_TOKEN:
+            end = text.find(" ", cap * L * MAX_CHARS_PER_TOKEN)
+            if end > 0:
+                head = tokenize(self.tokenizer, text[:end])
+                if len(head) > cap * L + 1:  # tokens past the last (cut) word decide nothing used
+                    ids = head
+        if ids is None:
+            ids = tokenize(self.tokenizer, text)
         wins = [ids[i : i + L] for i in range(0, len(ids), L)]
         wins = [w for w in wins if len(w) >= 2]
-        cap = self.cfg.max_windows_per_neighbor
         return wins[:cap] if cap else wins
 
     def train_step(self, window: list[int]) -> tuple[float, float, bool]:
@@ -180,8 +197,10 @@ class TTTRunner:
         checkpoint(0)
         for n in range(1, cfg.k + 1):
             if n <= len(neighbors):
+                t = time.perf_counter()
+                wins = self.train_windows(neighbors[n - 1].text)  # timed apart: the cost figure is training
+                rec["seconds"]["tokenize"].append(time.perf_counter() - t)
                 losses, norms, t = [], [], time.perf_counter()
-                wins = self.train_windows(neighbors[n - 1].text)
                 for w in wins:
                     loss, gn, ok = self.train_step(w)
                     losses.append(loss)
@@ -218,7 +237,7 @@ class TTTRunner:
             "grad_norm": [],
             "skipped_steps": 0,
             "train_tokens": [],
-            "seconds": {"reset": 0.0, "train": [], "eval": []},
+            "seconds": {"reset": 0.0, "train": [], "eval": [], "tokenize": []},
         }
 
     @staticmethod

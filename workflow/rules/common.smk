@@ -5,7 +5,15 @@ import re
 import psutil
 from snakemake.utils import validate
 
-from tttnn.config import check_config, chunking_key, coerce_overrides, method_names, report_name, ttt_config
+from tttnn.config import (
+    check_config,
+    chunking_key,
+    coerce_overrides,
+    method_names,
+    method_section,
+    report_name,
+    ttt_config,
+)
 from tttnn.tasks import shard_names
 
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
@@ -79,7 +87,16 @@ def model_docs(wildcards):
 
 
 def model_ttt(wildcards):
-    return ttt_config(config, wildcards.model).model_dump()
+    """The model's TTT settings that determine results (performance settings are read by the scripts)."""
+    return ttt_config(config, wildcards.model).result_settings()
+
+
+def method_params(method):
+    """Params of a method rule: only the keys its results depend on."""
+    return method_section(config, method)
+
+
+RETRIEVE_QUERY = {key: config["retrieve"][key] for key in ("query", "split_max_tokens")}
 
 
 def shard_docs(wildcards):

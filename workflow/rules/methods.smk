@@ -24,9 +24,8 @@ rule incontext:
     params:
         ttt=model_ttt,
         method="incontext",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("incontext"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"
 
@@ -52,9 +51,8 @@ rule interpolation:
     params:
         ttt=model_ttt,
         method="interpolation",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("interpolation"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"
 
@@ -80,9 +78,8 @@ rule interpolation_valid:
     params:
         ttt=model_ttt,
         method="interpolation_valid",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("interpolation_valid"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"
 
@@ -109,9 +106,8 @@ rule dynamic_eval:
     params:
         ttt=model_ttt,
         method="dynamic_eval",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("dynamic_eval"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"
 
@@ -137,9 +133,8 @@ rule order:
     params:
         ttt=model_ttt,
         method="order",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("order"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"
 
@@ -165,8 +160,7 @@ rule index_size:
     params:
         ttt=model_ttt,
         method="index_size",
-        methods=config["methods"],
-        retrieve=config["retrieve"],
-        device=config["ttt"]["device"],
+        methods=method_params("index_size"),
+        retrieve=RETRIEVE_QUERY,
     script:
         "../scripts/method.py"

@@ -46,7 +46,6 @@ rule ttt:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         n_docs=model_docs,
-        device=config["ttt"]["device"],
     script:
         "../scripts/ttt.py"
 
@@ -80,6 +79,5 @@ rule evaluate:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         n_docs=model_docs,
-        device=config["ttt"]["device"],
     script:
         "../scripts/ttt.py"

@@ -1,9 +1,14 @@
-"""Rules incontext, interpolation(_valid), dynamic_eval, order and index_size: one baseline or ablation, all tasks."""
+"""Rules incontext, interpolation(_valid), dynamic_eval, order and index_size: one baseline or ablation, all tasks.
+
+Settings that change only speed come from the config, not params (see scripts/ttt.py)."""
 
 from tttnn import logs, steps
+from tttnn.config import performance_settings
 
 p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
 method = {"order": f"order-{wc.get('order')}", "index_size": f"index_size-{wc.get('nshards')}"}.get(p.method, p.method)
+perf = performance_settings(snakemake.config, wc.model)
+device = perf.pop("device")
 with logs.compute_job(snakemake):
     steps.run_method(
         method,
@@ -11,8 +16,8 @@ with logs.compute_job(snakemake):
         inp.get("neighbors"),
         inp.test,
         list(snakemake.output),
-        p.ttt,
+        {**p.ttt, **perf},
         p.methods,
         p.retrieve,
-        device=p.device,
+        device=device,
     )

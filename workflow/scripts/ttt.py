@@ -1,17 +1,23 @@
-"""Rules ttt (one task) and evaluate (every task of a model without TTT): resumes a killed run."""
+"""Rules ttt (one task) and evaluate (every task of a model without TTT): resumes a killed run.
+
+Settings that change only speed (eval batch, batch_documents, tf32, compile, device) come from the config, not
+params, so changing one never reruns a finished job."""
 
 from tttnn import logs, steps
+from tttnn.config import performance_settings
 
 p, inp = snakemake.params, snakemake.input
+perf = performance_settings(snakemake.config, snakemake.wildcards.model)
+device = perf.pop("device")
 with logs.compute_job(snakemake):
     steps.run_ttt(
         inp.model,
         inp.get("neighbors"),  # evaluate (k = 0) reads none
         inp.test,
         list(snakemake.output),
-        p.ttt,
+        {**p.ttt, **perf},
         p.query,
         p.split_max_tokens,
-        p.device,
+        device,
         p.n_docs,
     )
