@@ -960,6 +960,12 @@ class Planner:
         r.mem_mb_asked = self.mem_asked(m)
         return r
 
+    def _model_docs(self, m: str, task: str) -> int:
+        """Test documents model ``m`` runs on in ``task`` (``models.<m>.n_docs`` caps them)."""
+        n = self.corpus.test_docs[task]
+        cap = self.config["models"][m].get("n_docs")
+        return min(n, cap) if cap else n
+
     def _job_overhead(self, m: str) -> float:
         return self.startup + self.load_seconds(self.archs[m][0])
 
@@ -970,13 +976,13 @@ class Planner:
         r = self._model_row("ttt", m)
         steps = tokens = 0.0
         for t in self.tasks:
-            n = self.corpus.test_docs[t]
+            n = self._model_docs(m, t)
             secs, fl, st, tk = self._doc_cost(m, t, k, ck)
             r.add_job(self._job_overhead(m) + n * secs)
             r.flops += n * fl
             steps += n * st
             tokens += n * tk
-        docs = sum(self.corpus.test_docs[t] for t in self.tasks)
+        docs = sum(self._model_docs(m, t) for t in self.tasks)
         r.work = f"{docs} docs: {_fmt(steps)} steps, {_fmt(tokens)} train tokens, {docs * ck} evals"
         r.disk_mb = docs * (2000 + 300 * k) / MiB
         if cfg.batch_documents > 1:
@@ -986,7 +992,7 @@ class Planner:
         r = self._model_row("evaluate", m)
         secs, docs = self._job_overhead(m), 0
         for t in self.all_tasks:
-            n = self.corpus.test_docs[t]
+            n = self._model_docs(m, t)
             s, fl, _, _ = self._doc_cost(m, t, 0, 1, batch=1)
             secs += n * s
             r.flops += n * fl
