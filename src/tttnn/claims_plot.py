@@ -85,7 +85,7 @@ def claims_figure(table: pd.DataFrame) -> plt.Figure:
                 "gap_closed",
                 "gap_lo",
                 "gap_hi",
-                "share of the gap to the larger model closed by TTT (drawn within +-200%)",
+                "share of the gap to the larger model closed by TTT\n(drawn within +-200%)",
             )
             ax.axvline(1, color="black", lw=0.6, ls=":")
         else:
