@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tttnn.plan import load_config, make_plan
+from tttnn.plan import MODEL_RULES, load_config, make_plan
 
 # first folder under benchmarks/ -> rule; rules with a model name give its position in the path's parts
 FOLDERS = {
@@ -40,16 +40,7 @@ FOLDERS = {
     "order": ("order", 2),
     "index_size": ("index_size", 2),
 }
-RUN_RULES = {
-    "ttt",
-    "evaluate",
-    "incontext",
-    "interpolation",
-    "interpolation_valid",
-    "dynamic_eval",
-    "order",
-    "index_size",
-}
+RUN_RULES = set(MODEL_RULES)
 MIN_CPU_S, TOLERANCE = 30.0, 0.30
 
 

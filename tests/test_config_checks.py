@@ -3,7 +3,6 @@ index-size fractions, lengths against the model's positions, methods.k against r
 
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pytest
@@ -99,28 +98,6 @@ def test_prepare_model_fails_first_naming_the_length(tmp_path, tiny_model_dir):
     cfg["resources_dir"] = str(tmp_path)
     with pytest.raises(ConfigError, match="exceeds model tiny's 128 positions"):
         check_config(cfg)
-
-
-def test_manifest_counts_empty_test_documents_passed_over(tmp_path):
-    from tttnn.steps import build_corpus
-
-    f = tmp_path / "pile.jsonl"
-    lines = [{"text": t, "meta": {"pile_set_name": "Github"}} for t in ["def f(): pass", "  \n", "x = 1", "", "y = 2"]]
-    f.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    corpus = {
-        "source": "pile",
-        "tasks": ["github"],
-        "n_test_docs": 10,
-        "n_valid_docs": 0,
-        "max_train_docs": None,
-        "seed": 0,
-        "pile": {"train": str(f), "test": str(f)},
-    }
-    out = tmp_path / "out"
-    build_corpus(corpus, [str(out / "train/000.parquet")], [str(out / "test/github.parquet")], (), str(out / "m.json"))
-    manifest = json.loads((out / "m.json").read_text())
-    assert manifest["dropped_empty"]["test_skipped_in_sampling"] == {"github": 2}
-    assert len(manifest["dropped_empty"]["train"]) == 2
 
 
 def test_empty_ablation_tables_keep_their_header_and_figures_say_so(tmp_path):

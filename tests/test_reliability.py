@@ -153,6 +153,8 @@ def test_empty_documents_are_caught_when_the_corpus_is_built(tmp_path):
     assert len(test) == 3 and test["text"].str.strip().ne("").all()
     manifest = json.loads((out / "m.json").read_text())
     assert len(manifest["dropped_empty"]["train"]) == 2 and manifest["test_docs"] == {"github": 3}
+    # the empty test documents passed over while sampling are counted too, per task
+    assert manifest["dropped_empty"]["test_skipped_in_sampling"] == {"github": 2}
 
 
 def test_tables_carry_a_short_document_forward():

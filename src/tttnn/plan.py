@@ -577,6 +577,18 @@ class Row:
             self.cpu_s += seconds if cpus is None else cpus
 
 
+# the rules whose jobs load a model and write per-document results
+MODEL_RULES = [
+    "ttt",
+    "evaluate",
+    "incontext",
+    "interpolation",
+    "interpolation_valid",
+    "dynamic_eval",
+    "order",
+    "index_size",
+]
+
 # rule -> rules whose jobs must all finish first (the workflow's DAG at rule level, for the wall time)
 UPSTREAM: dict[str, list[str]] = {
     "build_corpus": [],
@@ -598,28 +610,10 @@ UPSTREAM: dict[str, list[str]] = {
     "order": ["retrieve", "prepare_model"],
     "index_size": ["retrieve_subset", "prepare_model"],
     "summarize": ["ttt", "evaluate"],
-    "summarize_methods": [
-        "ttt",
-        "evaluate",
-        "incontext",
-        "interpolation",
-        "interpolation_valid",
-        "dynamic_eval",
-        "order",
-        "index_size",
-    ],
+    "summarize_methods": MODEL_RULES,
     "plot": ["summarize"],
     "plot_methods": ["summarize_methods"],
-    "claims": [
-        "ttt",
-        "evaluate",
-        "incontext",
-        "interpolation",
-        "interpolation_valid",
-        "dynamic_eval",
-        "order",
-        "index_size",
-    ],
+    "claims": MODEL_RULES,
     "all": ["plot", "plot_methods", "summarize", "summarize_methods", "claims"],
 }
 
