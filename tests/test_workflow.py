@@ -170,7 +170,7 @@ def test_end_to_end_outputs_are_sane(e2e):
     q = np.load(res / "embeddings/minipile-tiny/minilm-w64s64/queries/test/github.npy")
     test = pd.read_parquet(res / "corpus/minipile-tiny/test/github.parquet")
     for i, doc_id in enumerate(test["doc_id"]):
-        d = np.sort(((emb - q[i]) ** 2).sum(1))[:k]
+        d = np.sqrt(np.sort(((emb - q[i]) ** 2).sum(1))[:k])  # plain L2, the authors' unit
         got = nb[nb.query_id == doc_id].sort_values("rank")
         np.testing.assert_allclose(got["distance"].to_numpy(), d, rtol=1e-4, atol=1e-6)
         assert set(got["chunk_id"]) <= set(chunks["chunk_id"])
