@@ -256,16 +256,10 @@ def model_positions(model_dir: str | os.PathLike) -> int | None:
     """The position limit in a prepared model directory's config.json, or None when it does not say."""
     import json
 
+    from .models import config_positions
+
     cfg = Path(model_dir) / "config.json"
-    if not cfg.is_file():
-        return None
-    data = json.loads(cfg.read_text())
-    data = {**data.get("text_config", {}), **data}
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        v = data.get(key)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
+    return config_positions(json.loads(cfg.read_text())) if cfg.is_file() else None
 
 
 def performance_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
@@ -281,8 +275,13 @@ def method_section(config: dict[str, Any], method: str) -> dict[str, Any]:
     """The methods keys one method's results depend on: its own section, k, n_docs and eval_at (so changing
     another method's settings reruns only that method)."""
     methods = config.get("methods") or {}
-    own = method.split("-")[0].removesuffix("_valid")
-    return {key: methods.get(key) for key in ("k", "n_docs", "eval_at", own)}
+    return {key: methods.get(key) for key in ("k", "n_docs", "eval_at", section_name(method))}
+
+
+def section_name(method: str) -> str:
+    """The methods section a method's settings live in (``order-batch`` -> ``order``, ``interpolation_valid`` ->
+    ``interpolation``)."""
+    return method.split("-")[0].removesuffix("_valid")
 
 
 def check_config(config: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .metrics import Window, count_bytes, count_words, rolling_windows, windows_loglik
-from .models import document_tokens, prefix_token_id, tokenize
+from .models import config_positions, document_tokens, prefix_token_id, tokenize
 from .resume import Document, PerDocument
 from .settings import TTTConfig
 
@@ -40,12 +40,7 @@ class InContextSettings(BaseModel):
 
 def max_positions(model: torch.nn.Module) -> int | None:
     """The longest input the model's position embeddings allow, or None when the config does not say."""
-    cfg = getattr(model, "config", None)
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
+    return config_positions(getattr(model, "config", None))
 
 
 def build_context(neighbor_tokens: Sequence[Sequence[int]], budget: int, sep: int | None) -> tuple[list[int], int]:

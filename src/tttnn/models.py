@@ -197,10 +197,12 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32"):
 
 
 def config_positions(cfg: Any) -> int | None:
-    """The longest input a model config's position embeddings allow, or None when it does not say."""
-    cfg = getattr(cfg, "text_config", None) or cfg
+    """The longest input a model config (a config object, or config.json read as a dict) allows, or None."""
+    get = cfg.get if isinstance(cfg, Mapping) else lambda key: getattr(cfg, key, None)
+    cfg = get("text_config") or cfg
+    get = cfg.get if isinstance(cfg, Mapping) else lambda key: getattr(cfg, key, None)
     for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        v = getattr(cfg, key, None)
+        v = get(key)
         if isinstance(v, int) and v > 0:
             return v
     return None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import section_name
 from .io import write_npy, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -435,7 +436,7 @@ ABLATIONS = ("order-", "index_size-", "dynamic_eval")
 
 def method_runner(method: str, model, tok, cfg, methods: dict[str, Any], retrieve: dict[str, Any]):
     """The runner of one baseline or ablation (see ``methods`` in the config schema)."""
-    section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
+    section = methods.get(section_name(method)) or {}
     if method == "incontext":
         from .incontext import InContextRunner, InContextSettings
 
@@ -497,7 +498,7 @@ def run_method(
         cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})
     # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
     query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
-    section = methods.get(method.split("-")[0].removesuffix("_valid")) or {}
+    section = methods.get(section_name(method)) or {}
     settings = {
         **cfg.result_settings(),
         "method": method,
