@@ -10,6 +10,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/chunk.smk"
 include: "workflow/rules/embed.smk"

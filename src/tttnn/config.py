@@ -20,7 +20,7 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message starts with the offending key."""
 
 
-def _check_model_path(key: str, path: str | dict) -> None:
+def _check_model_path(key: str, path: str | dict, resources: str | os.PathLike = "resources") -> None:
     if isinstance(path, dict):  # a GGUF split across package files: checked (parts, hash) when joined
         return
     if path.startswith("package:"):
@@ -33,8 +33,12 @@ def _check_model_path(key: str, path: str | dict) -> None:
     p = Path(path).expanduser()
     if looks_local and p.is_dir() and not (p / "config.json").is_file() and not (p / "modules.json").is_file():
         raise ConfigError(f"{key}: {path!r} is a directory without config.json: not a saved model")
-    if not looks_local and HUB_ID.match(path) and _offline() and not _hub_cached(path):
-        raise ConfigError(f"{key}: {path!r} is a hub id, but HF_HUB_OFFLINE is set and it is not in the local cache")
+    fetched = (Path(resources) / "hub" / path.replace("/", "--")).is_dir()  # tttnn.fetch.hub_dir
+    if not looks_local and HUB_ID.match(path) and _offline() and not _hub_cached(path) and not fetched:
+        raise ConfigError(
+            f"{key}: {path!r} is a hub id, but HF_HUB_OFFLINE is set and it is not in the local cache nor fetched "
+            f"into {resources}/hub/: run `snakemake download` where the hub can be reached"
+        )
     if not looks_local and not HUB_ID.match(path):
         raise ConfigError(f"{key}: {path!r} is neither an existing path nor a hub id like 'gpt2' or 'org/name'")
 
@@ -316,7 +320,11 @@ def check_config(config: dict[str, Any]) -> None:
             f"retrieve.k = {k}, but the corpus settings allow at most {bound} chunks in the index "
             "(corpus.max_train_docs, corpus.tasks, chunk size): lower retrieve.k"
         )
-    check_factory(config["index"].get("factory", "Flat"), dim=embedder_dim(config["embedder"]["path"]))
+    from .fetch import local_spec
+
+    resources = config.get("resources_dir", "resources")
+    emb_path = local_spec(config["embedder"]["path"], resources)  # a fetched hub embedder tells its dimension
+    check_factory(config["index"].get("factory", "Flat"), dim=embedder_dim(emb_path))
     methods = config.get("methods") or {}
     if methods.get("k") is not None and methods["k"] > k:
         raise ConfigError(
@@ -332,11 +340,13 @@ def check_config(config: dict[str, Any]) -> None:
             "methods.interpolation: needs corpus.n_valid_docs >= 1 (alpha is chosen on held-out documents)"
         )
     for name, spec in config["models"].items():
-        _check_model_path(f"models.{name}.path", spec["path"])
+        _check_model_path(f"models.{name}.path", spec["path"], resources)
         # a model already prepared tells its position limit now; otherwise prepare_model checks it
         check_lengths(config, name, model_positions(Path(config.get("resources_dir", "resources")) / "models" / name))
         cfg = ttt_config(config, name)
         if cfg.eval_at is not None and any(n > config["retrieve"]["k"] for n in cfg.eval_at):
             raise ConfigError(f"ttt.eval_at: values above retrieve.k ({config['retrieve']['k']})")
-    if not config["embedder"]["path"].startswith("package:"):
-        _check_model_path("embedder.path", config["embedder"]["path"])
+    for key in ("path", "tokenizer"):
+        spec = config["embedder"].get(key)
+        if spec and not spec.startswith("package:"):
+            _check_model_path(f"embedder.{key}", spec, resources)

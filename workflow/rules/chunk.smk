@@ -5,6 +5,7 @@
 rule chunk:
     input:
         R("corpus/{corpus}/train/{shard}.parquet"),
+        tokenizer=chunk_tokenizer_download(),
     output:
         R("chunks/{corpus}/{embedder}/{shard}.parquet"),
     log:

@@ -14,6 +14,7 @@ from tttnn.config import (
     report_name,
     ttt_config,
 )
+from tttnn.fetch import hub_dir, hub_downloads, hub_repo
 from tttnn.tasks import shard_names
 
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
@@ -50,6 +51,9 @@ SPLITS = ["test", "valid"] if config["corpus"]["n_valid_docs"] else ["test"]
 FIGURES = ["bpb_by_task", "bpb_vs_neighbors", "training_cost", "model_comparison"]
 METHOD_FIGURES = ["methods", "order", "index_size"]
 RETRIEVAL = f"{CORPUS}/{EMBEDDER}/{INDEX}"
+# hub repositories the jobs load, fetched on the submit host into resources/hub/ (workflow/rules/fetch.smk)
+HUB = hub_downloads(config)
+HUB_RE = "|".join(re.escape(k) for k in HUB) or "(?!)"
 
 
 wildcard_constraints:
@@ -72,6 +76,42 @@ def R(path):
 
 def model_source(wildcards):
     return config["models"][wildcards.model]["path"]
+
+
+def hub_repo_id(wildcards):
+    return HUB[wildcards.repo]["repo"]
+
+
+def hub_weights(wildcards):
+    return HUB[wildcards.repo]["weights"]
+
+
+def hub_targets():
+    """Every fetched hub folder: the target of `snakemake download`."""
+    return [str(hub_dir(RESOURCES, v["repo"])) for v in HUB.values()]
+
+
+def fetched(spec):
+    """The fetched folder of a hub-id spec as a job input ([] for package files and local paths)."""
+    repo = hub_repo(spec)
+    return str(hub_dir(RESOURCES, repo)) if repo is not None else []
+
+
+def model_download(wildcards):
+    return fetched(config["models"][wildcards.model]["path"])
+
+
+def embedder_download(wildcards):
+    """Inputs of the jobs that load the embedder: its fetched folder, and its tokenizer's when separate."""
+    e = config["embedder"]
+    return {"embedder": fetched(e["path"]), "tokenizer": fetched(e.get("tokenizer"))}
+
+
+def chunk_tokenizer_download():
+    """The fetched tokenizer that cuts windows (none in document mode, which loads no tokenizer)."""
+    if config["chunk"].get("mode", "document") != "window":
+        return []
+    return fetched(config["embedder"].get("tokenizer") or config["embedder"]["path"])
 
 
 def model_prepare_mem(wildcards):

@@ -1,8 +1,10 @@
 # A shard is embedded in blocks into a preallocated .npy on disk; a killed job resumes at its last finished block
-# (rerun it, e.g. with --rerun-incomplete). embedder.gpus asks the scheduler for GPUs (resource `gpu`).
+# (rerun it, e.g. with --rerun-incomplete). embedder.gpus asks the scheduler for GPUs (resource `gpu`). A hub
+# embedder (and tokenizer) is read from its copy in resources/hub/ (fetch_hub, on the submit host).
 rule embed:
     input:
-        R("chunks/{corpus}/{embedder}/{shard}.parquet"),
+        unpack(embedder_download),
+        texts=R("chunks/{corpus}/{embedder}/{shard}.parquet"),
     output:
         R("embeddings/{corpus}/{embedder}/{shard}.npy"),
     log:
@@ -26,7 +28,8 @@ rule embed:
 # every query set (test and validation documents of every task) in one job: one embedder load
 rule embed_queries:
     input:
-        expand(R("corpus/{{corpus}}/{split}/{task}.parquet"), split=SPLITS, task=ALL_TASKS),
+        unpack(embedder_download),
+        texts=expand(R("corpus/{{corpus}}/{split}/{task}.parquet"), split=SPLITS, task=ALL_TASKS),
     output:
         expand(R("embeddings/{{corpus}}/{{embedder}}/queries/{split}/{task}.npy"), split=SPLITS, task=ALL_TASKS),
     log:

@@ -1,7 +1,10 @@
-# Models are prepared once (downloaded from the hub, or GGUF dequantized) into resources/models/.
+# Models are prepared once into resources/models/: a compute job (dequantizing a GGUF takes minutes and GBs),
+# reading a hub model only from its copy fetched on the submit host (resources/hub/, workflow/rules/fetch.smk).
 
 
 rule prepare_model:
+    input:
+        model_download,
     output:
         directory(os.path.join(RESOURCES, "models/{model}")),
     log:

@@ -1,6 +1,7 @@
-"""Rule chunk: one shard's documents -> retrieval chunks."""
+"""Rule chunk: one shard's documents -> retrieval chunks (a hub tokenizer is read from its copy in resources/hub/)."""
 
-from tttnn import logs, steps
+from tttnn import fetch, logs, steps
 
 logs.to_file(snakemake.log[0])
-steps.chunk_shard(snakemake.input[0], snakemake.output[0], snakemake.params.chunk, snakemake.params.tokenizer)
+tokenizer = fetch.local_spec(snakemake.params.tokenizer, snakemake.config["resources_dir"])
+steps.chunk_shard(snakemake.input[0], snakemake.output[0], snakemake.params.chunk, tokenizer)
