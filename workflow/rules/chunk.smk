@@ -16,8 +16,9 @@ rule chunk:
         "../../envs/tttnn.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_res("chunk", "mem_mb", 2000),
+        runtime=job_res("chunk", "runtime", 30),
+        gpu=job_res("chunk", "gpus", 0),
     params:
         chunk=config["chunk"],
         tokenizer=config["embedder"].get("tokenizer") or config["embedder"]["path"],

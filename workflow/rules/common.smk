@@ -15,11 +15,13 @@ from tttnn.config import (
     ttt_config,
 )
 from tttnn.fetch import hub_dir, hub_downloads, hub_repo
+from tttnn.jobs import check_job_resources, job_resource, methods_per_task, model_resource_fn
 from tttnn.tasks import shard_names
 
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
+check_job_resources(config)
 
 # On one machine, never start jobs whose declared mem_mb add up to more than 85% of its RAM (the large
 # model alone needs 9 GB); `--resources mem_mb=N` sets another limit. Cluster runs (remote nodes) are not
@@ -118,8 +120,14 @@ def model_prepare_mem(wildcards):
     return config["models"][wildcards.model].get("prepare_mem_mb", 8000)
 
 
-def model_mem(wildcards):
-    return config["models"][wildcards.model].get("mem_mb", config["ttt"]["mem_mb"])
+def model_res(rule, key):
+    """A model rule's resource (mem_mb, runtime, gpus): job_resources.<rule>, else models.<m>, else ttt."""
+    return model_resource_fn(config, rule, key)
+
+
+def job_res(rule, key, default):
+    """A rule's resource: job_resources.<rule>.<key> when set, else the default (a number or a function)."""
+    return job_resource(config, rule, key, default)
 
 
 def model_docs(wildcards):
@@ -167,6 +175,24 @@ def ttt_results():
     return expand(R("ttt/{run}/{model}/{task}.jsonl"), run=RUN, model=MODELS, task=TASKS)
 
 
+# methods.jobs: per_task runs each method as one job per (model, task), per_model as one job per model over every
+# task of corpus.tasks (one model load; cheaper where job start-ups dominate, as on the 2-core default run)
+PER_TASK_METHODS = methods_per_task(config)
+
+
+def method_files(pattern):
+    """A method job's files from a pattern with {task}: that task's (per-task jobs) or every corpus task's."""
+    if PER_TASK_METHODS:
+        return pattern
+    return expand(pattern, task=ALL_TASKS, allow_missing=True)
+
+
+def method_job_file(kind, name, ext):
+    """Log or benchmark of a method job, named by its wildcards: <kind>/<name>[/<task>]<ext> under results."""
+    parts = [kind, name, "{task}"] if PER_TASK_METHODS else [kind, name]
+    return R(os.path.join(*parts) + ext)
+
+
 def method_results():
     """Every baseline and ablation result of the trained models (see the methods section of the config)."""
     return expand(
@@ -205,11 +231,6 @@ def embedder_params():
     """Embedder keys that decide the vectors (batch size, device and GPUs are read by the script)."""
     e = config["embedder"]
     return {k: e[k] for k in ("path", "kind", "tokenizer", "max_seq_length") if k in e}
-
-
-def embed_mem_mb(wildcards):
-    """Memory of an embed job: the model and one block of texts and vectors, not the shard."""
-    return config["embedder"]["mem_mb"]
 
 
 def index_mem_mb(wildcards, input):

@@ -15,9 +15,9 @@ rule embed:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=embed_mem_mb,
-        runtime=config["embedder"]["runtime"],
-        gpu=config["embedder"]["gpus"],
+        mem_mb=job_res("embed", "mem_mb", config["embedder"]["mem_mb"]),
+        runtime=job_res("embed", "runtime", config["embedder"]["runtime"]),
+        gpu=job_res("embed", "gpus", config["embedder"]["gpus"]),
     params:
         embedder=embedder_params(),
         column="text",
@@ -25,7 +25,8 @@ rule embed:
         "../scripts/embed.py"
 
 
-# every query set (test and validation documents of every task) in one job: one embedder load
+# every query set (test and validation documents of every task) in one job: one embedder load, on the embedder's
+# GPU and memory (embedder.gpus, mem_mb); its runtime is its own (job_resources.embed_queries.runtime)
 rule embed_queries:
     input:
         unpack(embedder_download),
@@ -40,9 +41,9 @@ rule embed_queries:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=embed_mem_mb,
-        runtime=30,
-        gpu=config["embedder"]["gpus"],
+        mem_mb=job_res("embed_queries", "mem_mb", config["embedder"]["mem_mb"]),
+        runtime=job_res("embed_queries", "runtime", 60),
+        gpu=job_res("embed_queries", "gpus", config["embedder"]["gpus"]),
     params:
         embedder=embedder_params(),
         column="query",

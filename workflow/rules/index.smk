@@ -11,8 +11,9 @@ rule index:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=index_mem_mb,
-        runtime=60,
+        mem_mb=job_res("index", "mem_mb", index_mem_mb),
+        runtime=job_res("index", "runtime", 60),
+        gpu=job_res("index", "gpus", 0),
     params:
         index={k: config["index"][k] for k in ("factory", "train_size")},
     script:

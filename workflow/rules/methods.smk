@@ -1,26 +1,30 @@
-# Baselines and ablations of the paper, one rule each, for every trained model (methods.models). One job
-# runs a method on every task of corpus.tasks (one model load; a run restricted with `tasks` reuses it); it writes one JSONL line per document as it finishes
-# (resumable, fingerprinted) and publishes the tasks' files together, with the same metric code as TTT.
+# Baselines and ablations of the paper, one rule each, for every trained model (methods.models). `methods.jobs`
+# cuts them into jobs: per_task, one job per (model, task) (the paper's scale: a task's job fits a GPU job's time
+# limit, a failure redoes one task); per_model, one job per model over every task of corpus.tasks (one model load
+# and start-up; a run restricted with `tasks` reuses it). Either way each task's file holds the same records: a
+# method treats documents one by one with per-document seeds, and interpolation's alpha is chosen per task
+# afterwards (summarize_methods). A job writes one JSONL line per document as it finishes (resumable,
+# fingerprinted) and publishes its files together, with the same metric code as TTT.
 
 
 rule incontext:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
+        test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/incontext/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/incontext/{task}.jsonl")),
     log:
-        R("logs/incontext/{run}/{model}.log"),
+        method_job_file("logs", "incontext/{run}/{model}", ".log"),
     benchmark:
-        R("benchmarks/incontext/{run}/{model}.tsv")
+        method_job_file("benchmarks", "incontext/{run}/{model}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("incontext", "mem_mb"),
+        runtime=model_res("incontext", "runtime"),
+        gpu=model_res("incontext", "gpus"),
     params:
         ttt=model_ttt,
         method="incontext",
@@ -33,21 +37,21 @@ rule incontext:
 rule interpolation:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
+        test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/interpolation/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/interpolation/{task}.jsonl")),
     log:
-        R("logs/interpolation/{run}/{model}.log"),
+        method_job_file("logs", "interpolation/{run}/{model}", ".log"),
     benchmark:
-        R("benchmarks/interpolation/{run}/{model}.tsv")
+        method_job_file("benchmarks", "interpolation/{run}/{model}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("interpolation", "mem_mb"),
+        runtime=model_res("interpolation", "runtime"),
+        gpu=model_res("interpolation", "gpus"),
     params:
         ttt=model_ttt,
         method="interpolation",
@@ -60,21 +64,21 @@ rule interpolation:
 rule interpolation_valid:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet"), task=ALL_TASKS),
-        test=expand(R(f"corpus/{CORPUS}/valid/{{task}}.parquet"), task=ALL_TASKS),
+        neighbors=method_files(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet")),
+        test=method_files(R(f"corpus/{CORPUS}/valid/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/interpolation_valid/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/interpolation_valid/{task}.jsonl")),
     log:
-        R("logs/interpolation_valid/{run}/{model}.log"),
+        method_job_file("logs", "interpolation_valid/{run}/{model}", ".log"),
     benchmark:
-        R("benchmarks/interpolation_valid/{run}/{model}.tsv")
+        method_job_file("benchmarks", "interpolation_valid/{run}/{model}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("interpolation_valid", "mem_mb"),
+        runtime=model_res("interpolation_valid", "runtime"),
+        gpu=model_res("interpolation_valid", "gpus"),
     params:
         ttt=model_ttt,
         method="interpolation_valid",
@@ -89,20 +93,20 @@ rule dynamic_eval:
         model=os.path.join(RESOURCES, "models/{model}"),
         # takes k steps without reading the neighbours: waits until k is known to fit the index
         k_fits=R(f"checks/{CORPUS}/{EMBEDDER}/k-{config['retrieve']['k']}.ok"),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/dynamic_eval/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/dynamic_eval/{task}.jsonl")),
     log:
-        R("logs/dynamic_eval/{run}/{model}.log"),
+        method_job_file("logs", "dynamic_eval/{run}/{model}", ".log"),
     benchmark:
-        R("benchmarks/dynamic_eval/{run}/{model}.tsv")
+        method_job_file("benchmarks", "dynamic_eval/{run}/{model}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("dynamic_eval", "mem_mb"),
+        runtime=model_res("dynamic_eval", "runtime"),
+        gpu=model_res("dynamic_eval", "gpus"),
     params:
         ttt=model_ttt,
         method="dynamic_eval",
@@ -115,21 +119,21 @@ rule dynamic_eval:
 rule order:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"), task=ALL_TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
+        test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/order-{{order}}/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/order-{order}/{task}.jsonl")),
     log:
-        R("logs/order/{run}/{model}/{order}.log"),
+        method_job_file("logs", "order/{run}/{model}/{order}", ".log"),
     benchmark:
-        R("benchmarks/order/{run}/{model}/{order}.tsv")
+        method_job_file("benchmarks", "order/{run}/{model}/{order}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("order", "mem_mb"),
+        runtime=model_res("order", "runtime"),
+        gpu=model_res("order", "gpus"),
     params:
         ttt=model_ttt,
         method="order",
@@ -142,21 +146,21 @@ rule order:
 rule index_size:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        neighbors=expand(R(f"neighbors/{RETRIEVAL}/test/shards-{{{{nshards}}}}/{{task}}.parquet"), task=ALL_TASKS),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/shards-{{nshards}}/{{task}}.parquet")),
+        test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("baselines/{{run}}/{{model}}/index_size-{{nshards}}/{task}.jsonl"), task=ALL_TASKS),
+        method_files(R("baselines/{run}/{model}/index_size-{nshards}/{task}.jsonl")),
     log:
-        R("logs/index_size/{run}/{model}/{nshards}.log"),
+        method_job_file("logs", "index_size/{run}/{model}/{nshards}", ".log"),
     benchmark:
-        R("benchmarks/index_size/{run}/{model}/{nshards}.tsv")
+        method_job_file("benchmarks", "index_size/{run}/{model}/{nshards}", ".tsv")
     conda:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("index_size", "mem_mb"),
+        runtime=model_res("index_size", "runtime"),
+        gpu=model_res("index_size", "gpus"),
     params:
         ttt=model_ttt,
         method="index_size",

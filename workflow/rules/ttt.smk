@@ -41,9 +41,9 @@ rule ttt:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("ttt", "mem_mb"),
+        runtime=model_res("ttt", "runtime"),
+        gpu=model_res("ttt", "gpus"),
     params:
         ttt=model_ttt,
         query=config["retrieve"]["query"],
@@ -74,9 +74,9 @@ rule evaluate:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=model_mem,
-        runtime=config["ttt"]["runtime"],
-        gpu=config["ttt"]["gpus"],
+        mem_mb=model_res("evaluate", "mem_mb"),
+        runtime=model_res("evaluate", "runtime"),
+        gpu=model_res("evaluate", "gpus"),
     params:
         ttt=model_ttt,
         query=config["retrieve"]["query"],
