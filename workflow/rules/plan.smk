@@ -1,13 +1,20 @@
 # `snakemake plan`: what the configured run costs, before it runs (jobs, work, CPU/GPU time, memory, disk per
 # rule; expected wall time for plan.cores / plan.gpus). Cheap: no model weights, no corpus beyond what is on disk.
 
-# It reruns when the config or the calibration file changes; `snakemake plan -f` re-plans after a build
+# It reruns when the config or a calibration file changes; `snakemake plan -f` re-plans after a build
 # (the corpus sizes on disk then replace the estimates).
+
+
+from tttnn.plan import cpu_calibration_path
+
+CPU_CALIBRATION = cpu_calibration_path(config)
 
 
 rule plan:
     input:
         calibration=config["plan"]["calibration"],
+        # this machine's CPU rates, once `snakemake calibrate` has measured them
+        cpu=[CPU_CALIBRATION] if os.path.exists(CPU_CALIBRATION) else [],
     output:
         csv=R(f"plan/{REPORT}.csv"),
         table=R(f"plan/{REPORT}.txt"),

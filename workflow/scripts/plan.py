@@ -5,7 +5,8 @@ from tttnn.io import write_text
 from tttnn.plan import format_table, make_plan, write_csv
 
 logs.to_file(snakemake.log[0])
-result = make_plan(dict(snakemake.params.config), snakemake.input.calibration)
+cpu = snakemake.input.cpu[0] if snakemake.input.cpu else None
+result = make_plan(dict(snakemake.params.config), snakemake.input.calibration, cpu_calibration=cpu)
 write_csv(result, snakemake.output.csv)
 table = format_table(result)
 write_text(table + "\n", snakemake.output.table)

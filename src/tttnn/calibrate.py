@@ -1,0 +1,178 @@
+"""CPU throughputs of this machine for the cost plan (``snakemake calibrate``): short timed runs of the work the
+rules do, measured in CPU-seconds of one thread (what the benchmark files' ``cpu_time`` adds up), turned into the
+``cpu:`` rates of config/calibration.yaml by the plan's own FLOP formulas, so a plan made here predicts the CPU
+here instead of the machine the shipped calibration came from."""
+
+from __future__ import annotations
+
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tttnn.plan import Arch, arch_from_hf_config, index_build_flops
+
+# imports of a job that loads a model (torch, transformers, the method code) and of one that does not
+MODEL_IMPORTS = "import torch, transformers, tttnn.steps, tttnn.ttt"
+LIGHT_IMPORTS = "import numpy, pandas, pyarrow.parquet, faiss, tttnn.steps"
+
+
+def cpu_name() -> str:
+    """The CPU's model name and the vector extensions that change torch's speed (AVX-512 BF16, AMX)."""
+    name, flags = platform.processor() or platform.machine(), ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        name = m.group(1).strip() if m else name
+        f = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+        flags = f.group(1) if f else ""
+    except OSError:
+        pass
+    ext = [x for x, key in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 BF16", "avx512_bf16"),
+                            ("AMX", "amx_tile")) if re.search(rf"\b{key}\b", flags)]
+    return f"{name} ({', '.join(ext) or 'no AVX2'})"
+
+
+def cpu_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """The median CPU-seconds (all threads of this process) of ``fn()`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return float(np.median(times))
+
+
+def startup_seconds(imports: str, repeats: int = 3) -> float:
+    """CPU-seconds of a fresh Python process that only imports ``imports`` (a job's fixed start-up cost)."""
+    times = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", imports], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return float(np.median(times))
+
+
+def fit_rate(flops: tuple[float, float], seconds: tuple[float, float]) -> tuple[float, float]:
+    """``(rate, fixed)`` of the line ``seconds = fixed + flops / rate`` through two measurements (fixed >= 0)."""
+    rate = (flops[1] - flops[0]) / max(seconds[1] - seconds[0], 1e-9)
+    return rate, max(seconds[1] - flops[1] / rate, 0.0)
+
+
+def lm_rates(model_dir: str, lengths: tuple[int, int] = (128, 256)) -> dict[str, float]:
+    """Training and evaluation FLOP/s of one thread on a causal LM, and the optimizer's ns per parameter.
+
+    A training step's CPU time is fitted as ``optimizer + FLOPs / rate`` from two lengths (the plan adds the
+    optimizer per step); evaluation is FLOPs / time at the longer length."""
+    import json
+
+    import torch
+
+    from tttnn.models import load_model
+    from tttnn.settings import TTTConfig
+    from tttnn.ttt import TTTRunner
+
+    arch = arch_from_hf_config(json.loads((Path(model_dir) / "config.json").read_text()), "calibration")
+    model, tok = load_model(model_dir, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    train_s, flops = [], []
+    runner = TTTRunner(model, tok, TTTConfig(max_length=max(lengths)))
+    runner.reset()
+    for T in lengths:
+        window = torch.randint(0, vocab, (T,), generator=g).tolist()
+        train_s.append(cpu_seconds(lambda: runner.train_step(window)))
+        flops.append(arch.train_flops(T) * T)
+    rate, fixed = fit_rate((flops[0], flops[1]), (train_s[0], train_s[1]))
+    T = max(lengths)
+    doc = torch.randint(0, vocab, (T,), generator=g).tolist()
+    eval_s = cpu_seconds(lambda: runner.evaluate(doc))
+    return {
+        "train_flops_per_s": rate,
+        "eval_flops_per_s": arch.forward_flops(T) * T / eval_s,
+        "optimizer_ns_per_param": fixed / arch.params * 1e9,
+    }
+
+
+def embed_rate(spec: str, kind: str, max_seq_length: int, arch: Arch, n_texts: int = 64) -> float:
+    """FLOP/s of one thread encoding ``n_texts`` texts long enough to fill ``max_seq_length`` tokens."""
+    from tttnn.embed import Embedder
+
+    emb = Embedder(spec, kind=kind, max_seq_length=max_seq_length, device="cpu")
+    texts = [" ".join(f"word{i}x{j}" for j in range(max_seq_length)) for i in range(n_texts)]
+    secs = cpu_seconds(lambda: emb.encode(texts, batch_size=n_texts, progress=False), repeats=2)
+    return n_texts * arch.forward_flops(max_seq_length) * max_seq_length / secs
+
+
+def faiss_rates(n: int = 50_000, d: int = 384, n_queries: int = 256, nlist: int = 256) -> dict[str, float]:
+    """Flat search FLOP/s and IVF-PQ build FLOP/s (k-means, PQ training, encoding) of one thread."""
+    import faiss
+
+    from tttnn.index import build_index
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    q = rng.standard_normal((n_queries, d), dtype=np.float32)
+    flat = faiss.IndexFlatL2(d)
+    flat.add(x)
+    search_s = cpu_seconds(lambda: flat.search(q, 50), repeats=2)
+    factory, train = f"IVF{nlist},PQ16", min(n, 80 * nlist)
+    t = time.process_time()
+    build_index(x, factory, train_size=train)
+    build_s = time.process_time() - t
+    return {
+        "flat_search_flops_per_s": 2.0 * n * d * n_queries / search_s,
+        "faiss_flops_per_s": index_build_flops(factory, n, d, train) / build_s,
+    }
+
+
+def tokenize_rate(spec: str) -> float:
+    """Bytes per CPU-second of the embedder's fast tokenizer with offsets (the chunk rule's windows)."""
+    from transformers import AutoTokenizer
+
+    from tttnn.models import resolve_spec
+
+    tok = AutoTokenizer.from_pretrained(resolve_spec(spec))
+    text = " ".join(f"token{i} and some words, numbers {i * 7}." for i in range(20_000))
+    secs = cpu_seconds(lambda: tok(text, return_offsets_mapping=True, add_special_tokens=False), repeats=2)
+    return len(text.encode()) / secs
+
+
+def calibrate(
+    model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, quick: bool = False
+) -> dict[str, Any]:
+    """Every measured ``cpu:`` rate, with the CPU it was measured on (one thread, CPU-seconds). Not measured
+    here (config/calibration.yaml keeps them): GGUF conversion, downloads, corpus reading. ``quick``: small
+    sizes and single repeats (tests)."""
+    import torch
+
+    torch.set_num_threads(1)
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    cpu: dict[str, Any] = {}
+    cpu.update(lm_rates(model_dir, (16, 32) if quick else (128, 256)))
+    cpu["embed_flops_per_s"] = embed_rate(
+        embedder["path"], embedder.get("kind", "sentence-transformers"), embedder.get("max_seq_length", 256),
+        embedder_arch,
+    )
+    cpu.update(faiss_rates(2_000, 32, 16, 16) if quick else faiss_rates())
+    cpu["tokenize_bytes_per_s"] = tokenize_rate(embedder.get("tokenizer") or embedder["path"])
+    cpu["job_startup_s"] = startup_seconds(MODEL_IMPORTS, 1 if quick else 3)
+    cpu["job_startup_light_s"] = startup_seconds(LIGHT_IMPORTS, 1 if quick else 3)
+    # the rates are CPU-seconds of one thread: a job's CPU-seconds are its predicted seconds x threads
+    cpu["utilization"] = 1.0
+    return {
+        "measured_on": cpu_name(),
+        "measured_at": time.strftime("%Y-%m-%d"),
+        "cpu": {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in cpu.items()},
+    }
