@@ -165,3 +165,41 @@ def test_reranking_compressed_candidates_from_disk_restores_exact_order(tmp_path
     D_all, I_all = search_reranked(pq, q, 20, on_disk, n_candidates=5000, nprobe=32)
     np.testing.assert_array_equal(I_all, exact)
     np.testing.assert_allclose(D_all, De, rtol=1e-4)
+
+
+def test_one_batched_search_call_per_shard_for_every_query_set(tmp_path, monkeypatch):
+    import tttnn.retrieve as retrieve
+    from tttnn.retrieve import search_shard_files
+
+    rng = np.random.default_rng(3)
+    chunks, vec = _chunks(400, 0, rng)
+    chunks_path = tmp_path / "chunks.parquet"
+    chunks.to_parquet(chunks_path)
+    index = build_index(vec)
+    sets = []
+    for s, n in enumerate((3, 5, 2)):
+        q = rng.normal(size=(n, 16)).astype(np.float32)
+        sets.append((q, [f"set{s}-q{i}" for i in range(n)], [f"query {s} {i}" for i in range(n)]))
+    alone = [search_shard_files(index, str(chunks_path), [one], 7, "000")[0] for one in sets]
+    calls = []
+    real = retrieve.search
+    monkeypatch.setattr(retrieve, "search", lambda *a, **kw: calls.append(len(a[1])) or real(*a, **kw))
+    together = search_shard_files(index, str(chunks_path), sets, 7, "000")
+    assert calls == [10]  # every query of the three sets in one call
+    cols = ["query_id", "rank", "chunk_id", "distance"]
+    for a, b in zip(alone, together, strict=True):
+        pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+
+
+def test_gpu_search_without_a_gpu_build_says_what_to_install():
+    from tttnn.index import on_gpu, to_gpus
+
+    import faiss
+
+    index = build_index(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32))
+    assert to_gpus(index, 0) is index and not on_gpu(index)
+    if faiss.get_num_gpus() == 0:
+        with pytest.raises(RuntimeError, match=r"index.search_gpus is 1.*faiss-gpu-cu12"):
+            to_gpus(index, 1)
+    shards = faiss.IndexShards(8)  # what to_gpus returns for several GPUs: searched at most GPU_MAX_K deep
+    assert on_gpu(shards)

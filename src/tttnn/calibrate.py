@@ -35,8 +35,11 @@ def cpu_name() -> str:
         flags = f.group(1) if f else ""
     except OSError:
         pass
-    ext = [x for x, key in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 BF16", "avx512_bf16"),
-                            ("AMX", "amx_tile")) if re.search(rf"\b{key}\b", flags)]
+    ext = [
+        x
+        for x, key in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 BF16", "avx512_bf16"), ("AMX", "amx_tile"))
+        if re.search(rf"\b{key}\b", flags)
+    ]
     return f"{name} ({', '.join(ext) or 'no AVX2'})"
 
 
@@ -147,9 +150,7 @@ def tokenize_rate(spec: str) -> float:
     return len(text.encode()) / secs
 
 
-def calibrate(
-    model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, quick: bool = False
-) -> dict[str, Any]:
+def calibrate(model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, quick: bool = False) -> dict[str, Any]:
     """Every measured ``cpu:`` rate, with the CPU it was measured on (one thread, CPU-seconds). Not measured
     here (config/calibration.yaml keeps them): GGUF conversion, downloads, corpus reading. ``quick``: small
     sizes and single repeats (tests)."""
@@ -162,7 +163,9 @@ def calibrate(
     cpu: dict[str, Any] = {}
     cpu.update(lm_rates(model_dir, (16, 32) if quick else (128, 256)))
     cpu["embed_flops_per_s"] = embed_rate(
-        embedder["path"], embedder.get("kind", "sentence-transformers"), embedder.get("max_seq_length", 256),
+        embedder["path"],
+        embedder.get("kind", "sentence-transformers"),
+        embedder.get("max_seq_length", 256),
         embedder_arch,
     )
     cpu.update(faiss_rates(2_000, 32, 16, 16) if quick else faiss_rates())

@@ -97,6 +97,32 @@ def build_index(
     return index
 
 
+# faiss's GPU indexes return at most this many neighbours per query
+GPU_MAX_K = 2048
+
+
+def on_gpu(index: faiss.Index) -> bool:
+    """Whether ``index`` lives on GPUs: a faiss GPU index, or the shards/replicas :func:`to_gpus` makes."""
+    return "Gpu" in type(index).__name__ or type(index).__name__ in ("IndexShards", "IndexReplicas")
+
+
+def to_gpus(index: faiss.Index, gpus: int, nprobe: int = 16) -> faiss.Index:
+    """``index`` copied to ``gpus`` GPUs, sharded across them, float32 (exact, as on the CPU); unchanged when
+    ``gpus`` is 0. Needs faiss's GPU build (PyPI: ``faiss-gpu-cu12`` in place of ``faiss-cpu``)."""
+    if gpus <= 0:
+        return index
+    have = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if have == 0:
+        raise RuntimeError(
+            f"index.search_gpus is {gpus} but this faiss sees no GPU (faiss {faiss.__version__}; a CPU build, or "
+            "no GPU in the job): install faiss-gpu-cu12 instead of faiss-cpu, or set index.search_gpus: 0"
+        )
+    set_nprobe(index, nprobe)  # copied with the index: GPU IVF indexes take it from the CPU one
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard, options.useFloat16 = True, False
+    return faiss.index_cpu_to_all_gpus(index, co=options, ngpu=min(gpus, have))
+
+
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
     """Set ``nprobe`` on IVF indexes (no-op for flat ones)."""
     try:

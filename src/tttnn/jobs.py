@@ -25,7 +25,18 @@ __all__ = [
 # the rules of the methods section (workflow/rules/methods.smk): one job per (model, task) or per model
 METHOD_RULES = ("incontext", "interpolation", "interpolation_valid", "dynamic_eval", "order", "index_size")
 # rules whose jobs' resources `job_resources` may set
-JOB_RULES = ("chunk", "embed", "embed_queries", "index", "ttt", "evaluate", *METHOD_RULES)
+JOB_RULES = (
+    "chunk",
+    "embed",
+    "embed_queries",
+    "index",
+    "search_shard",
+    "retrieve",
+    "retrieve_subset",
+    "ttt",
+    "evaluate",
+    *METHOD_RULES,
+)
 RESOURCE_KEYS = ("mem_mb", "runtime", "gpus")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .config import chunking_key, index_size_shards, method_names, report_name, ttt_config
+from .jobs import job_resource, methods_per_task, model_resource
 from .tasks import PILE_SET_SLUGS, shard_names
 
 MiB = 2**20
@@ -560,6 +561,7 @@ class Row:
     peak_mem_mb: float = 0.0  # host RAM of one job (the benchmark files' max_rss)
     gpu_mem_mb: float = 0.0
     mem_mb_asked: float = 0.0  # what the rule's resources ask for
+    runtime_asked: float = 0.0  # minutes each job asks for (0: not planned)
     disk_mb: float = 0.0
     note: str = ""
     util: float = 1.0  # CPU-seconds per second of wall time per thread (see calibration cpu.utilization)
@@ -577,6 +579,9 @@ class Row:
             self.cpu_s += seconds if cpus is None else cpus
 
 
+# bytes of one row of a map step's output (query and chunk ids, distance, shard, row, seconds) in memory
+MAP_ROW_BYTES = 100
+
 # the rules whose jobs load a model and write per-document results
 MODEL_RULES = [
     "ttt",
@@ -591,11 +596,13 @@ MODEL_RULES = [
 
 # rule -> rules whose jobs must all finish first (the workflow's DAG at rule level, for the wall time)
 UPSTREAM: dict[str, list[str]] = {
+    "fetch_hub": [],
+    "build_corpus_shard": [],
     "build_corpus": [],
-    "prepare_model": [],
-    "chunk": ["build_corpus"],
+    "prepare_model": ["fetch_hub"],
+    "chunk": ["build_corpus", "build_corpus_shard", "fetch_hub"],
     "embed": ["chunk"],
-    "embed_queries": ["build_corpus"],
+    "embed_queries": ["build_corpus", "fetch_hub"],
     "index": ["embed"],
     "search_shard": ["index", "embed_queries"],
     "retrieve": ["search_shard"],
@@ -632,7 +639,9 @@ def load_calibration(path: str | Path, cpu_path: str | Path | None = None) -> di
         if unknown:
             raise PlanError(f"{cpu_path}: unknown cpu rates {sorted(unknown)}")
         cal["cpu"] = {**cal["cpu"], **measured.get("cpu", {})}
-        cal["cpu_source"] = f"{cpu_path} (measured on {measured.get('measured_on', '?')}, {measured.get('measured_at', '?')})"
+        cal["cpu_source"] = (
+            f"{cpu_path} (measured on {measured.get('measured_on', '?')}, {measured.get('measured_at', '?')})"
+        )
     return cal
 
 
@@ -689,9 +698,10 @@ class Planner:
     def base_mb(self) -> float:
         return self.text["process_base_mb"]
 
-    def mem_asked(self, model: str) -> float:
-        spec = self.config["models"][model]
-        return spec.get("mem_mb", self.config.get("ttt", {}).get("mem_mb", 6000))
+    def mem_asked(self, model: str, rule: str = "ttt") -> float:
+        """What a model rule's jobs ask for: job_resources.<rule>, else models.<m>.mem_mb, else ttt.mem_mb."""
+        config = {**self.config, "ttt": {"mem_mb": 6000, **self.config.get("ttt", {})}}
+        return model_resource(config, rule, "mem_mb", model)
 
     def row(self, rule: str, model: str = "", device: Device | None = None, threads: int | None = None) -> Row:
         d = device or self.cpu
@@ -699,6 +709,28 @@ class Planner:
         r.util = self.cal["cpu"].get("utilization", 1.0)
         self.rows.append(r)
         return r
+
+    def runtime_asked(self, rule: str, model: str = "") -> float:
+        """Minutes a rule's jobs ask the scheduler for, as the rules compute it (job_resources over defaults)."""
+        c = self.config
+        if model and rule in MODEL_RULES:
+            return float(model_resource(c, rule, "runtime", model))
+        pile = c["corpus"]["source"] == "pile"
+        defaults = {
+            "build_corpus_shard": 240,
+            "build_corpus": 240 if pile else 60,
+            "prepare_model": 60,
+            "chunk": 30,
+            "embed": c["embedder"].get("runtime", 60),
+            "embed_queries": 60,
+            "index": 60,
+            "search_shard": 30,
+            "retrieve": 10,
+            "retrieve_subset": 10,
+        }
+        if rule not in defaults:
+            return 0.0
+        return float(job_resource(c, rule, "runtime", defaults[rule]))
 
     def tokens(self, nbytes: float) -> float:
         return nbytes / self.corpus.bytes_per_token
@@ -736,47 +768,90 @@ class Planner:
             self._light(rule)
         self.row("all", threads=0).add_job(0.0, 0.0)
         for r in self.rows:
+            r.runtime_asked = self.runtime_asked(r.rule, r.model)
             if r.peak_mem_mb > r.mem_mb_asked > 0:
                 more = f"peak {_mem(r.peak_mem_mb)} above the {r.mem_mb_asked:.0f} MB (mem_mb) it asks for"
+                r.note = f"{r.note}; {more}" if r.note else more
+            if r.s_per_job > 60 * r.runtime_asked > 0:
+                more = (
+                    f"longest job {_dur(r.s_per_job)} over its runtime of {r.runtime_asked:.0f} min: it resumes "
+                    f"where it stopped (needs ~{math.ceil(r.s_per_job / 60 / r.runtime_asked)} runs) or raise runtime"
+                )
                 r.note = f"{r.note}; {more}" if r.note else more
         return self.rows
 
     def _corpus(self) -> None:
         cp, cal = self.corpus, self.cal["cpu"]
-        r = self.row("build_corpus", threads=1)
         docs = cp.train_docs + sum(cp.test_docs.values()) + sum(cp.valid_docs.values())
         if self.config["corpus"]["source"] == "pile":
-            secs = (cp.train_bytes + cp.test_split_bytes) / cal["pile_bytes_per_s"]
-            if not str(self.config["corpus"].get("pile", {}).get("train", "")).startswith(("/", ".", "~")):
-                secs = max(secs, (cp.train_bytes + cp.test_split_bytes) / cal["download_bytes_per_s"])
-            r.note = "whole train text held in RAM before sharding (corpus.build_pile)"
-        else:
-            secs = docs * cal["corpus_s_per_doc"]
-        r.add_job(self.startup_light + secs)
+            # one streaming job per train shard (its file(s), row groups of 64 MB), then one job that samples
+            # the test and validation documents from the test split
+            pile = self.config["corpus"].get("pile", {})
+            local = str(pile.get("train", "")).startswith(("/", ".", "~")) or isinstance(pile.get("train"), list)
+            rate = cal["pile_bytes_per_s"] if local else min(cal["pile_bytes_per_s"], cal["download_bytes_per_s"])
+            n_shards = self.config["corpus"]["n_shards"]
+            rs = self.row("build_corpus_shard", threads=1)
+            for _ in range(n_shards):
+                rs.add_job(self.startup_light + cp.train_bytes / n_shards / rate)
+            rs.work = f"{_fmt(cp.train_docs)} train docs ({cp.train_bytes / GiB:.3g} GiB) in {n_shards} shards"
+            rs.peak_mem_mb = self.base_mb() + 2 * 64 * self.text["pandas_ratio"]
+            rs.mem_mb_asked = 2000
+            rs.disk_mb = cp.train_bytes * self.text["parquet_ratio"] / MiB
+            r = self.row("build_corpus", threads=1)
+            r.add_job(self.startup_light + cp.test_split_bytes / rate)
+            r.work = f"{_fmt(docs - cp.train_docs)} test+valid docs sampled"
+            r.peak_mem_mb = self.base_mb() + 2 * 64 * self.text["pandas_ratio"]
+            r.mem_mb_asked = 2000
+            r.disk_mb = sum(cp.test_bytes[t] * (cp.test_docs[t] + cp.valid_docs[t]) for t in cp.test_docs) / MiB
+            return
+        r = self.row("build_corpus", threads=1)
+        r.add_job(self.startup_light + docs * cal["corpus_s_per_doc"])
         held_out = _fmt(docs - cp.train_docs)
         r.work = f"{_fmt(cp.train_docs)} train docs ({cp.train_bytes / GiB:.3g} GiB), {held_out} test+valid"
         r.peak_mem_mb = self.base_mb() + cp.train_bytes * self.text["pandas_ratio"] / MiB
         r.mem_mb_asked = 4000
         r.disk_mb = cp.train_bytes * self.text["parquet_ratio"] / MiB
 
+    def _fetch(self) -> None:
+        """fetch_hub: one local job (on the submitting host) per hub repository the config names."""
+        from .fetch import hub_downloads
+
+        wanted = hub_downloads(self.config)
+        if not wanted:
+            return
+        sizes = {
+            s["path"]: self.archs[m][0].params for m, s in self.config["models"].items() if isinstance(s["path"], str)
+        }
+        sizes[self.config["embedder"]["path"]] = self.embedder[0].params
+        r = self.row("fetch_hub", threads=1)
+        total = 0.0
+        for item in wanted.values():
+            nbytes = 4 * sizes.get(item["repo"], 0) if item["weights"] else 5e6  # float32 weights, or a tokenizer
+            total += nbytes
+            r.add_job(self.startup_light + nbytes / self.cal["cpu"]["download_bytes_per_s"])
+        r.work = f"{len(wanted)} hub repositories ({total / GiB:.3g} GiB), local jobs on the submitting host"
+        r.peak_mem_mb = self.base_mb()
+        r.disk_mb = total / MiB
+
     def _prepare(self) -> None:
         cal = self.cal["cpu"]
+        self._fetch()
         for m, spec in self.config["models"].items():
             arch, _ = self.archs[m]
             r = self.row("prepare_model", m, threads=self.threads)
             path = spec["path"]
             gguf = isinstance(path, dict) or str(path).endswith(".gguf") or ".gguf" in str(path)
-            if gguf:
-                secs = arch.params * cal["gguf_ns_per_param"] * 1e-9
+            if gguf:  # dequantizing the weights, and building the tokenizer from the file's vocabulary
+                secs = arch.params * cal["gguf_ns_per_param"] * 1e-9 + arch.vocab * cal["gguf_ms_per_token"] * 1e-3
                 r.work = f"dequantize {_fmt(arch.params)} params"
                 r.peak_mem_mb = self.base_mb() + 4.6 * arch.params / MiB  # float32 model + quantized file
             elif isinstance(path, str) and (Path(path).expanduser().exists() or path.startswith("package:")):
                 secs = 2 * self.load_seconds(arch)
                 r.work = f"copy {_fmt(arch.params)} params"
                 r.peak_mem_mb = self.base_mb() + 8 * arch.params / MiB
-            else:
-                secs = 4 * arch.params / cal["download_bytes_per_s"] + 2 * self.load_seconds(arch)
-                r.work = f"download {_fmt(arch.params)} params"
+            else:  # a hub id: fetch_hub downloaded it; this job loads and saves the local copy
+                secs = 2 * self.load_seconds(arch)
+                r.work = f"copy {_fmt(arch.params)} params (fetched by fetch_hub)"
                 r.peak_mem_mb = self.base_mb() + 8 * arch.params / MiB
             r.add_job(self.startup + secs)
             r.mem_mb_asked = spec.get("prepare_mem_mb", 8000)
@@ -799,8 +874,10 @@ class Planner:
         for _ in range(n_shards):
             r.add_job(self.startup_light + secs)
         r.work = f"{_fmt(cp.train_docs)} docs -> {_fmt(cp.chunks)} chunks"
-        r.peak_mem_mb = self.base_mb() + 2 * shard_bytes * pandas / MiB
-        r.mem_mb_asked = 2000
+        # streamed: 500 documents at a time, written in row groups of 1,000 chunks (tttnn.chunk)
+        doc_bytes = shard_bytes / max(shard_docs, 1)
+        r.peak_mem_mb = self.base_mb() + (500 * doc_bytes + 1000 * cp.chunk_bytes) * 2 * pandas / MiB
+        r.mem_mb_asked = job_resource(c, "chunk", "mem_mb", 2000)
         r.disk_mb = cp.chunks * cp.chunk_bytes * parquet / MiB
         # embed
         emb, _ = self.embedder
@@ -814,8 +891,10 @@ class Planner:
             r.add_job(self.startup + 4 * emb.params / cal["load_bytes_per_s"] + secs)
         r.flops = cp.chunks * flops_chunk
         r.work = f"{_fmt(cp.chunks)} chunks x {tokens:.0f} tokens ({_fmt(cp.chunks * tokens)} tokens)"
-        r.peak_mem_mb = self.base_mb() + (shard_chunks * (cp.chunk_bytes * pandas + d * 4) + 4 * emb.params) / MiB
-        r.mem_mb_asked = 2000
+        # streamed: one block of 16,384 texts (tttnn.embed.BLOCK_ROWS) and their vectors, plus the model
+        block = min(shard_chunks, 16_384)
+        r.peak_mem_mb = self.base_mb() + (block * (cp.chunk_bytes * pandas + d * 4) + 4 * emb.params) / MiB
+        r.mem_mb_asked = job_resource(c, "embed", "mem_mb", c["embedder"].get("mem_mb", 2000))
         r.disk_mb = cp.chunks * d * 4 / MiB
         # queries
         splits = ["test", "valid"] if c["corpus"].get("n_valid_docs") else ["test"]
@@ -828,7 +907,7 @@ class Planner:
         r.add_job(self.startup + 4 * emb.params / cal["load_bytes_per_s"] + fl / self._embed_rate(dev))
         r.flops, r.work = fl, f"{n_q} queries"
         r.peak_mem_mb = self.base_mb() + 4 * emb.params / MiB
-        r.mem_mb_asked = 2000
+        r.mem_mb_asked = job_resource(c, "embed_queries", "mem_mb", c["embedder"].get("mem_mb", 2000))
         r.disk_mb = n_q * d * 4 / MiB
         self.n_queries = n_q
         # index
@@ -842,8 +921,10 @@ class Planner:
             r.add_job(self.startup_light + secs)
         r.flops = fl * n_shards
         r.work = f"{factory} over {_fmt(cp.chunks)} vectors ({ibytes / MiB:,.0f} MiB per shard)"
-        r.peak_mem_mb = self.base_mb() + (shard_chunks * d * 4 * 2 + ibytes) / MiB
-        r.mem_mb_asked = 2000
+        # read in blocks of 65,536 rows; IVF/PQ trains on a sample of train_size vectors (tttnn.index)
+        sample = 0 if factory == "Flat" else min(shard_chunks, ix.get("train_size", 100_000)) * d * 4
+        r.peak_mem_mb = self.base_mb() + (ibytes + sample + min(shard_chunks, 65_536) * d * 4) / MiB
+        r.mem_mb_asked = job_resource(c, "index", "mem_mb", 1000 + 1.2 * (ibytes + sample) / MiB)
         r.disk_mb = ibytes * n_shards / MiB
         self.index_shard_bytes = ibytes
         # search (the map step): every query of every task and split against one shard
@@ -858,14 +939,25 @@ class Planner:
             per_q = cal["ivfpq_query_s"] + scanned * code * cal["pq_ns_per_code_byte"] * 1e-9
             per_q += (rerank or 0) * cal["rerank_s_per_candidate"]
         nb_text = cp.neighbor_bytes and max(cp.neighbor_bytes.values()) or cp.chunk_bytes
-        r = self.row("search_shard")
+        search_gpu = int(ix.get("search_gpus", 0) or 0) > 0 and self.plan["gpus"] > 0
+        if search_gpu:  # faiss GPU: the same scan at the GPU's float32 rate (one batched call for all queries)
+            g = self.plan["gpu"]
+            flops = 2.0 * shard_chunks * d if (f["kind"] == "flat" and not f["nlist"]) else per_q * 10e9
+            per_q = flops / (self.cal["gpu"]["peaks"][g]["float32"] * gpu_efficiency(self.cal, 10**6))
+            r = self.row("search_shard", device=Device(g, self.cal, self.threads))
+            r.gpu_mem_mb = ibytes / MiB
+        else:
+            r = self.row("search_shard")
+        load = ibytes / self.cal["cpu"]["load_bytes_per_s"] if search_gpu else 0.0  # read, then copied over
         for _ in range(n_shards):
-            r.add_job(self.startup_light + n_q * per_q)
+            r.add_job(self.startup_light + load + n_q * per_q)
         r.work = f"{n_q} queries x {n_shards} shards, k = {k}"
-        docs_text = shard_bytes * pandas if c["retrieve"].get("neighbor_text") == "document" else 0
-        r.peak_mem_mb = self.base_mb() + (ibytes + shard_chunks * cp.chunk_bytes * pandas + docs_text) / MiB
-        r.mem_mb_asked = 2000
-        per_shard = sum((cp.test_docs[t] + cp.valid_docs[t]) * k * (cp.neighbor_bytes[t] + 64) for t in cp.test_docs)
+        # the index, the queries and one batch of 1,024 rows of text (the copy filter streams the tables)
+        batch_text = 1024 * max(cp.chunk_bytes, shard_bytes / max(shard_docs, 1)) * pandas
+        r.peak_mem_mb = self.base_mb() + (ibytes + n_q * d * 4 + batch_text) / MiB
+        r.mem_mb_asked = job_resource(c, "search_shard", "mem_mb", 1500 + 1.2 * ibytes / MiB)
+        # the map step writes ids, distances and rows only (~100 bytes a neighbour); texts come after the merge
+        per_shard = sum((cp.test_docs[t] + cp.valid_docs[t]) * k * MAP_ROW_BYTES for t in cp.test_docs)
         r.disk_mb = n_shards * per_shard * parquet / MiB
         self.nb_text = nb_text
 
@@ -891,16 +983,22 @@ class Planner:
         pandas = self.text["pandas_ratio"]
 
         def nb(task: str, split: str = "test") -> float:
-            """Bytes of a task's neighbour lists (its queries x k neighbours' text) from one shard."""
+            """Bytes of a task's merged neighbour list (its queries x k neighbours' texts)."""
             q = (cp.test_docs if split == "test" else cp.valid_docs)[task]
             return q * k * (cp.neighbor_bytes[task] + 64)
 
-        for t in [*need_test, *need_valid]:
-            r.add_job(self.startup_light + 0.5 + n_shards * nb(t) / 1e8)
+        def parts(task: str, split: str = "test") -> float:
+            """Bytes of a task's map outputs from one shard (ids, distances, rows: no texts)."""
+            return (cp.test_docs if split == "test" else cp.valid_docs)[task] * k * MAP_ROW_BYTES
+
+        # reads every shard's id lists, keeps the top k, then reads those k neighbours' texts once
+        for t, split in [*((t, "test") for t in need_test), *((t, "valid") for t in need_valid)]:
+            r.add_job(self.startup_light + 0.5 + (n_shards * parts(t, split) + nb(t, split)) / 1e8)
         r.work = f"{len(need_test)} test + {len(need_valid)} valid merges of {n_shards} shards"
         r.disk_mb = (sum(nb(t) for t in need_test) + sum(nb(t, "valid") for t in need_valid)) * k_bytes / MiB
-        r.peak_mem_mb = self.base_mb() + max([nb(t) for t in need_test] or [0]) * n_shards * pandas / MiB
-        r.mem_mb_asked = 2000
+        peak = max([n_shards * parts(t) + nb(t) for t in need_test] or [0])
+        r.peak_mem_mb = self.base_mb() + peak * pandas / MiB
+        r.mem_mb_asked = job_resource(c, "retrieve", "mem_mb", 2000)
         subsets = (
             index_size_shards(c) if (self.method_models and any(m.startswith("index_size-") for m in methods)) else []
         )
@@ -908,11 +1006,12 @@ class Planner:
             r = self.row("retrieve_subset", threads=1)
             for n in subsets:
                 for t in self.all_tasks:
-                    r.add_job(self.startup_light + 0.5 + n * nb(t) / 1e8)
+                    r.add_job(self.startup_light + 0.5 + (n * parts(t) + nb(t)) / 1e8)
             r.work = f"{len(subsets)} index sizes x {len(self.all_tasks)} tasks"
             r.disk_mb = len(subsets) * sum(nb(t) for t in self.all_tasks) * k_bytes / MiB
-            r.peak_mem_mb = self.base_mb() + max(nb(t) for t in self.all_tasks) * max(subsets) * pandas / MiB
-            r.mem_mb_asked = 2000
+            peak = max(max(subsets) * parts(t) + nb(t) for t in self.all_tasks)
+            r.peak_mem_mb = self.base_mb() + peak * pandas / MiB
+            r.mem_mb_asked = job_resource(c, "retrieve_subset", "mem_mb", 2000)
 
     # -- model work ----------------------------------------------------------------------------------------
     def _doc_cost(
@@ -973,7 +1072,7 @@ class Planner:
                 r.note = f"needs {r.gpu_mem_mb / 1024:.0f} GiB: more than one {dev.kind} ({cap / 1024:.0f} GiB)"
         else:
             r.peak_mem_mb = self.base_mb() + mem / MiB
-        r.mem_mb_asked = self.mem_asked(m)
+        r.mem_mb_asked = self.mem_asked(m, rule)
         return r
 
     def _model_docs(self, m: str, task: str) -> int:
@@ -1031,11 +1130,12 @@ class Planner:
             n = (self.corpus.test_docs if split == "test" else self.corpus.valid_docs)[task]
             return min(n, n_docs) if (ablation and n_docs) else n
 
-        tally: dict[str, list[int]] = {}
+        tally: dict[str, list[int]] = {}  # rule -> [documents, evaluations, variants]
         for method in self.methods:
             rule = method.split("-")[0]
             r = next((x for x in self.rows if x.rule == rule and x.model == m), None) or self._model_row(rule, m)
-            secs, total_docs, evals = over, 0, 0
+            per_task = methods_per_task(c)
+            secs, total_docs, evals = 0.0, 0, 0
             for t in self.all_tasks:
                 if method == "incontext":
                     sec = ms.get("incontext") or {}
@@ -1068,14 +1168,19 @@ class Planner:
                 else:  # order-farthest, index_size-n: TTT on the first n_docs, evaluated at the ablation checkpoints
                     s, fl, _, _ = self._doc_cost(m, t, k, ablation_ck, batch=1)
                     ev, n = ablation_ck, docs(t, True)
+                if per_task:  # methods.jobs: per_task: one job (start-up and model load) per task
+                    r.add_job(over + n * s)
                 secs += n * s
                 r.flops += n * fl
                 total_docs += n
                 evals += n * ev
-            r.add_job(secs)
-            t_docs, t_evals = tally.setdefault(rule, [0, 0])
-            tally[rule] = [t_docs + total_docs, t_evals + evals]
-            r.work = f"{tally[rule][0]} docs, {tally[rule][1]} evals" + (f" ({r.jobs} variants)" if r.jobs > 1 else "")
+            if not per_task:
+                r.add_job(over + secs)
+            t_docs, t_evals, variants = tally.setdefault(rule, [0, 0, 0])
+            tally[rule] = [t_docs + total_docs, t_evals + evals, variants + 1]
+            r.work = f"{tally[rule][0]} docs, {tally[rule][1]} evals" + (
+                f" ({tally[rule][2]} variants)" if tally[rule][2] > 1 else ""
+            )
             r.disk_mb += total_docs * (2000 + 300 * k) / MiB
 
     def _light(self, rule: str) -> None:
@@ -1193,7 +1298,8 @@ def make_plan(
         g = p.plan["gpu"]
         assumptions.append(
             f"GPU: {g} published peak x ASSUMED efficiency {cal['gpu']['efficiency']} (by batch_documents), "
-            "plus assumed per-layer launch overheads; faiss (index, search) stays on CPU"
+            "plus assumed per-layer launch overheads; index building stays on CPU, search on GPU with "
+            "index.search_gpus"
         )
     return {"rows": rows, "totals": totals, "assumptions": assumptions, "run": report_name(config)}
 

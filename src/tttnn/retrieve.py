@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from .index import search, search_reranked
+from .index import GPU_MAX_K, on_gpu, search, search_reranked
 
 NEIGHBOR_COLUMNS = ["query_id", "rank", "chunk_id", "doc_id", "distance", "shard", "text", "search_seconds"]
 # what the map step writes from files: ids, distances and each chunk's row in its shard's table; texts are
@@ -33,7 +33,8 @@ def _search_kept(
     candidates (x4) only for the queries whose first candidates were filtered away."""
     want = min(k, index.ntotal)
     pending = list(range(n_queries))
-    kk = min(index.ntotal, 2 * k + 8)
+    limit = min(index.ntotal, GPU_MAX_K if on_gpu(index) else index.ntotal)
+    kk = min(limit, 2 * k + 8)
     kept: dict[int, list[tuple[float, int]]] = {}
     while pending:
         if rerank and vectors is not None:
@@ -48,12 +49,12 @@ def _search_kept(
                 if i < 0 or (max_distance is not None and d >= max_distance) or excluded(qi, int(i)):
                     continue
                 good.append((float(d), int(i)))
-            exhausted = kk >= index.ntotal or (max_distance is not None and len(D[row]) and D[row][-1] >= max_distance)
+            exhausted = kk >= limit or (max_distance is not None and len(D[row]) and D[row][-1] >= max_distance)
             if len(good) >= want or exhausted:
                 kept[qi] = good[:want]
             else:
                 still.append(qi)
-        pending, kk = still, min(index.ntotal, kk * 4)
+        pending, kk = still, min(limit, kk * 4)
     return kept
 
 
@@ -187,17 +188,22 @@ def search_shard_files(
         exact_copies(chunks_path, [t for _, _, texts in query_sets for t in texts], docs_path) if drop_exact else {}
     )
     setup = time.perf_counter() - t0
+    # every query set in one batched search call (one scan of a Flat shard for all of them)
     n_all = sum(len(ids) for _, ids, _ in query_sets)
-    results = []
-    for queries, query_ids, query_texts in query_sets:
-        t1 = time.perf_counter()
-        none: set[int] = set()
-        drop = [copies.get(t.strip(), none) for t in query_texts]
-        kept = _search_kept(
-            index, queries, len(query_ids), k, lambda qi, i: i in drop[qi], max_distance, nprobe, vectors, rerank
-        )
-        seconds = (time.perf_counter() - t1) / max(len(query_ids), 1) + setup / max(n_all, 1)
+    all_texts = [t for _, _, texts in query_sets for t in texts]
+    none: set[int] = set()
+    drop = [copies.get(t.strip(), none) for t in all_texts]
+    t1 = time.perf_counter()
+    queries = np.concatenate([np.asarray(q, dtype=np.float32) for q, _, _ in query_sets]) if query_sets else None
+    kept_all = _search_kept(
+        index, queries, n_all, k, lambda qi, i: i in drop[qi], max_distance, nprobe, vectors, rerank
+    )
+    seconds = (time.perf_counter() - t1 + setup) / max(n_all, 1)
+    results, first = [], 0
+    for _, query_ids, _ in query_sets:
+        kept = {qi: kept_all[first + qi] for qi in range(len(query_ids))}
         results.append((query_ids, kept, seconds))
+        first += len(query_ids)
     ids = take_rows(
         chunks_path, (i for _, kept, _ in results for v in kept.values() for _, i in v), ["chunk_id", "doc_id"]
     )

@@ -244,16 +244,18 @@ def search_shard(
     shard: str,
     vectors_path: str | None = None,
     rerank: int | None = None,
+    gpus: int = 0,
 ) -> None:
-    """The map step: one shard searched for the queries of every task (and split), the index loaded once
-    (re-ranked exactly from the shard's on-disk embeddings when ``rerank`` is set). Writes ids, distances and
-    chunk rows, no texts: the reduce step reads the texts of the neighbours it keeps (``merge_shards``)."""
+    """The map step: one shard searched for the queries of every task (and split) in one batched call, the
+    index loaded once (on ``gpus`` GPUs when set; re-ranked exactly from the shard's on-disk embeddings when
+    ``rerank`` is set). Writes ids, distances and chunk rows, no texts: the reduce step reads the texts of the
+    neighbours it keeps (``merge_shards``)."""
     import faiss
 
-    from .index import NpyRows
+    from .index import NpyRows, to_gpus
     from .retrieve import search_shard_files
 
-    index = faiss.read_index(index_path)
+    index = to_gpus(faiss.read_index(index_path), gpus, nprobe)
     vectors = NpyRows(vectors_path) if vectors_path and rerank else None
     sets = []
     for queries_path, test_path in zip(queries_paths, test_paths, strict=True):

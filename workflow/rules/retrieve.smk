@@ -26,8 +26,9 @@ rule search_shard:
         "../../envs/tttnn.yaml"
     threads: config["job_threads"]
     resources:
-        mem_mb=search_mem_mb,
-        runtime=30,
+        mem_mb=job_res("search_shard", "mem_mb", search_mem_mb),
+        runtime=job_res("search_shard", "runtime", 30),
+        gpu=job_res("search_shard", "gpus", config["index"]["search_gpus"]),
     params:
         retrieve={k: config["retrieve"][k] for k in ("k", "max_distance", "drop_exact")},
         nprobe=config["index"]["nprobe"],
@@ -52,8 +53,8 @@ rule retrieve:
         "../../envs/tttnn.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_res("retrieve", "mem_mb", 2000),
+        runtime=job_res("retrieve", "runtime", 10),
     params:
         k=config["retrieve"]["k"],
     script:
@@ -75,8 +76,8 @@ rule retrieve_subset:
         "../../envs/tttnn.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=job_res("retrieve_subset", "mem_mb", 2000),
+        runtime=job_res("retrieve_subset", "runtime", 10),
     params:
         k=config["retrieve"]["k"],
     script:

@@ -16,4 +16,5 @@ with logs.compute_job(snakemake):
         snakemake.wildcards.shard,
         inp.vectors or None,
         p.rerank,
+        gpus=int(snakemake.resources.gpu),  # index.search_gpus: where it runs, not what it finds
     )
