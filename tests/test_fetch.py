@@ -204,3 +204,21 @@ def test_compute_jobs_read_only_resources(tmp_path):
     assert "rule fetch_hub:" not in ran
     assert all(Path(t).is_file() for t in targets)
     assert not list(empty.rglob("*.safetensors")) and not list(empty.rglob("*.json"))  # nothing reached the hub
+
+
+@pytest.mark.slow
+def test_downloads_run_on_the_submit_host_under_slurm(tmp_path, tiny_model_dir):
+    """With the SLURM executor and no reachable cluster (a bogus partition), `snakemake download` still succeeds:
+    fetch_hub and download are local rules, run by Snakemake itself and never submitted with sbatch."""
+    fake_hub(tmp_path / "hf/hub", "tiny-org/tiny-gpt2", tiny_model_dir)
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg.update(results_dir=str(tmp_path / "results"), resources_dir=str(tmp_path / "resources"))
+    cfg["models"] = {"tiny": {"path": "tiny-org/tiny-gpt2"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "tmp").mkdir()
+    args = ["download", "--configfile", str(path), "--executor", "slurm", "--jobs", "1"]
+    args += ["--default-resources", "slurm_partition=no-such-partition", "--slurm-logdir", str(tmp_path / "slurm")]
+    out = _snakemake(args, tmp_path / "hf", tmp_path / "tmp")
+    assert "localrule fetch_hub:" in out.stdout + out.stderr
+    assert (tmp_path / "resources/hub/tiny-org--tiny-gpt2/model.safetensors").is_file()
