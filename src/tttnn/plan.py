@@ -696,7 +696,12 @@ class Planner:
         return self.cal["cpu"].get("job_startup_light_s", self.cal["cpu"]["job_startup_s"])
 
     def base_mb(self) -> float:
+        """RSS of a job's Python process with torch and transformers imported."""
         return self.text["process_base_mb"]
+
+    def base_light_mb(self) -> float:
+        """RSS of a job's Python process that loads no model."""
+        return self.text.get("process_base_light_mb", self.text["process_base_mb"])
 
     def mem_asked(self, model: str, rule: str = "ttt") -> float:
         """What a model rule's jobs ask for: job_resources.<rule>, else models.<m>.mem_mb, else ttt.mem_mb."""
@@ -736,7 +741,9 @@ class Planner:
         return nbytes / self.corpus.bytes_per_token
 
     def load_seconds(self, arch: Arch) -> float:
-        return 4 * arch.params / self.cal["cpu"]["load_bytes_per_s"]
+        """A model job's load: a fixed part (the model's code, the tokenizer) and its float32 weights."""
+        cpu = self.cal["cpu"]
+        return cpu.get("load_fixed_s", 0.0) + 4 * arch.params / cpu["load_bytes_per_s"]
 
     # -- the rules ---------------------------------------------------------------------------------------------
     def build(self) -> list[Row]:
@@ -794,13 +801,13 @@ class Planner:
             for _ in range(n_shards):
                 rs.add_job(self.startup_light + cp.train_bytes / n_shards / rate)
             rs.work = f"{_fmt(cp.train_docs)} train docs ({cp.train_bytes / GiB:.3g} GiB) in {n_shards} shards"
-            rs.peak_mem_mb = self.base_mb() + 2 * 64 * self.text["pandas_ratio"]
+            rs.peak_mem_mb = self.base_light_mb() + 2 * 64 * self.text["pandas_ratio"]
             rs.mem_mb_asked = 2000
             rs.disk_mb = cp.train_bytes * self.text["parquet_ratio"] / MiB
             r = self.row("build_corpus", threads=1)
             r.add_job(self.startup_light + cp.test_split_bytes / rate)
             r.work = f"{_fmt(docs - cp.train_docs)} test+valid docs sampled"
-            r.peak_mem_mb = self.base_mb() + 2 * 64 * self.text["pandas_ratio"]
+            r.peak_mem_mb = self.base_light_mb() + 2 * 64 * self.text["pandas_ratio"]
             r.mem_mb_asked = 2000
             r.disk_mb = sum(cp.test_bytes[t] * (cp.test_docs[t] + cp.valid_docs[t]) for t in cp.test_docs) / MiB
             return
@@ -808,7 +815,7 @@ class Planner:
         r.add_job(self.startup_light + docs * cal["corpus_s_per_doc"])
         held_out = _fmt(docs - cp.train_docs)
         r.work = f"{_fmt(cp.train_docs)} train docs ({cp.train_bytes / GiB:.3g} GiB), {held_out} test+valid"
-        r.peak_mem_mb = self.base_mb() + cp.train_bytes * self.text["pandas_ratio"] / MiB
+        r.peak_mem_mb = self.base_light_mb() + cp.train_bytes * self.text["pandas_ratio"] / MiB
         r.mem_mb_asked = 4000
         r.disk_mb = cp.train_bytes * self.text["parquet_ratio"] / MiB
 
@@ -830,7 +837,7 @@ class Planner:
             total += nbytes
             r.add_job(self.startup_light + nbytes / self.cal["cpu"]["download_bytes_per_s"])
         r.work = f"{len(wanted)} hub repositories ({total / GiB:.3g} GiB), local jobs on the submitting host"
-        r.peak_mem_mb = self.base_mb()
+        r.peak_mem_mb = self.base_light_mb()
         r.disk_mb = total / MiB
 
     def _prepare(self) -> None:
@@ -844,7 +851,8 @@ class Planner:
             if gguf:  # dequantizing the weights, and building the tokenizer from the file's vocabulary
                 secs = arch.params * cal["gguf_ns_per_param"] * 1e-9 + arch.vocab * cal["gguf_ms_per_token"] * 1e-3
                 r.work = f"dequantize {_fmt(arch.params)} params"
-                r.peak_mem_mb = self.base_mb() + 4.6 * arch.params / MiB  # float32 model + quantized file
+                tok_mb = arch.vocab * self.text.get("gguf_tokenizer_kb_per_token", 0.0) / 1024
+                r.peak_mem_mb = self.base_mb() + 4.6 * arch.params / MiB + tok_mb  # float32 model + file + tokenizer
             elif isinstance(path, str) and (Path(path).expanduser().exists() or path.startswith("package:")):
                 secs = 2 * self.load_seconds(arch)
                 r.work = f"copy {_fmt(arch.params)} params"
@@ -876,7 +884,7 @@ class Planner:
         r.work = f"{_fmt(cp.train_docs)} docs -> {_fmt(cp.chunks)} chunks"
         # streamed: 500 documents at a time, written in row groups of 1,000 chunks (tttnn.chunk)
         doc_bytes = shard_bytes / max(shard_docs, 1)
-        r.peak_mem_mb = self.base_mb() + (500 * doc_bytes + 1000 * cp.chunk_bytes) * 2 * pandas / MiB
+        r.peak_mem_mb = self.base_light_mb() + (500 * doc_bytes + 1000 * cp.chunk_bytes) * 2 * pandas / MiB
         r.mem_mb_asked = job_resource(c, "chunk", "mem_mb", 2000)
         r.disk_mb = cp.chunks * cp.chunk_bytes * parquet / MiB
         # embed
@@ -923,7 +931,7 @@ class Planner:
         r.work = f"{factory} over {_fmt(cp.chunks)} vectors ({ibytes / MiB:,.0f} MiB per shard)"
         # read in blocks of 65,536 rows; IVF/PQ trains on a sample of train_size vectors (tttnn.index)
         sample = 0 if factory == "Flat" else min(shard_chunks, ix.get("train_size", 100_000)) * d * 4
-        r.peak_mem_mb = self.base_mb() + (ibytes + sample + min(shard_chunks, 65_536) * d * 4) / MiB
+        r.peak_mem_mb = self.base_light_mb() + (ibytes + sample + min(shard_chunks, 65_536) * d * 4) / MiB
         r.mem_mb_asked = job_resource(c, "index", "mem_mb", 1000 + 1.2 * (ibytes + sample) / MiB)
         r.disk_mb = ibytes * n_shards / MiB
         self.index_shard_bytes = ibytes
@@ -954,7 +962,7 @@ class Planner:
         r.work = f"{n_q} queries x {n_shards} shards, k = {k}"
         # the index, the queries and one batch of 1,024 rows of text (the copy filter streams the tables)
         batch_text = 1024 * max(cp.chunk_bytes, shard_bytes / max(shard_docs, 1)) * pandas
-        r.peak_mem_mb = self.base_mb() + (ibytes + n_q * d * 4 + batch_text) / MiB
+        r.peak_mem_mb = self.base_light_mb() + (ibytes + n_q * d * 4 + batch_text) / MiB
         r.mem_mb_asked = job_resource(c, "search_shard", "mem_mb", 1500 + 1.2 * ibytes / MiB)
         # the map step writes ids, distances and rows only (~100 bytes a neighbour); texts come after the merge
         per_shard = sum((cp.test_docs[t] + cp.valid_docs[t]) * k * MAP_ROW_BYTES for t in cp.test_docs)
@@ -997,7 +1005,7 @@ class Planner:
         r.work = f"{len(need_test)} test + {len(need_valid)} valid merges of {n_shards} shards"
         r.disk_mb = (sum(nb(t) for t in need_test) + sum(nb(t, "valid") for t in need_valid)) * k_bytes / MiB
         peak = max([n_shards * parts(t) + nb(t) for t in need_test] or [0])
-        r.peak_mem_mb = self.base_mb() + peak * pandas / MiB
+        r.peak_mem_mb = self.base_light_mb() + peak * pandas / MiB
         r.mem_mb_asked = job_resource(c, "retrieve", "mem_mb", 2000)
         subsets = (
             index_size_shards(c) if (self.method_models and any(m.startswith("index_size-") for m in methods)) else []
@@ -1010,7 +1018,7 @@ class Planner:
             r.work = f"{len(subsets)} index sizes x {len(self.all_tasks)} tasks"
             r.disk_mb = len(subsets) * sum(nb(t) for t in self.all_tasks) * k_bytes / MiB
             peak = max(max(subsets) * parts(t) + nb(t) for t in self.all_tasks)
-            r.peak_mem_mb = self.base_mb() + peak * pandas / MiB
+            r.peak_mem_mb = self.base_light_mb() + peak * pandas / MiB
             r.mem_mb_asked = job_resource(c, "retrieve_subset", "mem_mb", 2000)
 
     # -- model work ----------------------------------------------------------------------------------------
@@ -1187,7 +1195,7 @@ class Planner:
         r = self.row(rule, threads=1)
         r.add_job(self.startup_light + 2.0)
         r.work = {"check_k": "k against the index"}.get(rule, "tables" if rule.startswith("summarize") else "figures")
-        r.peak_mem_mb = self.base_mb()
+        r.peak_mem_mb = self.base_light_mb()
         r.mem_mb_asked = 2000
         r.disk_mb = 1.0
 
