@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,7 @@ def fetch(repo: str, out_dir: str | os.PathLike, weights: bool = True, revision:
         raise FileNotFoundError(f"{repo}: no *.safetensors or pytorch_model*.bin weights in {snap}")
     if not any(n.endswith(".json") for n in names):
         raise FileNotFoundError(f"{repo}: no config or tokenizer files in {snap}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name in names:
             src, dst = (snap / name).resolve(), tmp / name
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -142,12 +141,6 @@ def fetch(repo: str, out_dir: str | os.PathLike, weights: bool = True, revision:
                 shutil.copyfile(src, dst)
         record = {"repo": repo, "revision": revision, "commit": snap.name, "files": names}
         (tmp / FETCHED).write_text(json.dumps(record, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = sum((out / n).stat().st_size for n in names)
     log.info("fetched %s (commit %s): %d files, %.1f MB into %s", repo, snap.name, len(names), size / 1e6, out)
     return out
