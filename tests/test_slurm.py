@@ -96,3 +96,72 @@ def test_slurm_run_equals_local_run(cluster, tmp_path):
             rel = f"ttt/test/{model_name}/{task}.jsonl"
             assert _no_times(L / rel) == _no_times(S / rel), rel
     pd.testing.assert_frame_equal(pd.read_csv(L / "tables/test/curves.csv"), pd.read_csv(S / "tables/test/curves.csv"))
+
+
+# Each rule's shell appends its SLURM job id to <rule>.attempts, so the files show how often and where it ran.
+KEEP_GOING_RETRIES_SNAKEFILE = r"""
+rule all:
+    input: "toobig.txt", "fails.txt", "after_slow.txt", "flaky.txt"
+
+rule toobig:  # sbatch rejects it: more memory than the node has
+    output: "toobig.txt"
+    resources: mem_mb=100000000
+    shell: "touch {output}"
+
+rule fails:  # runs and exits 1 on every attempt
+    output: "fails.txt"
+    shell: "echo $SLURM_JOB_ID >> fails.attempts; exit 1"
+
+rule slow:
+    output: "slow.txt"
+    shell: "sleep 5; echo $SLURM_JOB_ID > {output}"
+
+rule after_slow:  # independent of the failures, ready only after toobig's rejection: submitted only with keep-going
+    input: "slow.txt"
+    output: "after_slow.txt"
+    shell: "echo $SLURM_JOB_ID > {output}"
+
+rule flaky:  # the first attempt leaves a marker and exits 1; the second sees it and succeeds
+    output: "flaky.txt"
+    shell: "echo $SLURM_JOB_ID >> flaky.attempts; test -e flaky.marker || {{ touch flaky.marker; exit 1; }}; "
+           "echo ok > {output}"
+"""
+
+
+def _job_state(job_id: str) -> str | None:
+    log = STATE / "jobcomp.log"
+    for ln in log.read_text().splitlines() if log.exists() else []:
+        if ln.startswith(f"JobId={job_id} "):
+            return re.search(r"JobState=(\S+)", ln).group(1)
+    return None
+
+
+def test_profile_keep_going_and_retries(cluster, tmp_path):
+    """profiles/slurm's `keep-going: true` and `retries: 1` as the executor plugin applies them: a job sbatch
+    rejects and a job that exits 1 do not stop independent work, and a job failing once is rerun as a new SLURM job.
+    Without keep-going the run stops at toobig's rejection and after_slow is never submitted; without retries
+    flaky fails for good after one attempt."""
+    (tmp_path / "profile").mkdir()
+    shutil.copy(REPO / "profiles/slurm/config.yaml", tmp_path / "profile/config.yaml")
+    (tmp_path / "Snakefile").write_text(KEEP_GOING_RETRIES_SNAKEFILE)
+    out = snakemake("--profile", "profile", "--slurm-logdir", "slurm-logs", cwd=tmp_path, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text[-3000:]
+
+    # (a) keep-going: rejected at submission (twice: retries cover sbatch rejections too), the other job failed on
+    # both attempts, and the independent two-job chain still finished under SLURM
+    assert (tmp_path / "after_slow.txt").exists(), "independent job not run: keep-going off?\n" + text[-3000:]
+    after = (tmp_path / "after_slow.txt").read_text().strip()
+    assert after.isdigit() and _job_state(after) == "COMPLETED", text[-3000:]
+    assert len(re.findall(r"Batch job submission failed", text)) == 2, text[-3000:]
+    assert not (tmp_path / "toobig.txt").exists() and not (tmp_path / "fails.txt").exists()
+    fails = (tmp_path / "fails.attempts").read_text().split()
+    assert len(fails) == 2 and all(_job_state(j) == "FAILED" for j in fails), (fails, text[-3000:])
+
+    # (b) retries: flaky ran twice as two SLURM jobs, the first failed, the second completed and wrote its output
+    flaky = (tmp_path / "flaky.attempts").read_text().split()
+    assert len(flaky) == 2 and flaky[0] != flaky[1], (flaky, text[-3000:])
+    assert [_job_state(j) for j in flaky] == ["FAILED", "COMPLETED"]
+    assert (tmp_path / "flaky.txt").read_text().strip() == "ok"
+    assert re.search(r"Trying to restart job \d+", text)
+    assert all((tmp_path / f"slurm-logs/rule_flaky/{j}.log").exists() for j in flaky)
