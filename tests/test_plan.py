@@ -296,3 +296,36 @@ def test_every_job_log_ends_with_its_exact_cpu_seconds(tmp_path):
     subprocess.run([sys.executable, "-c", burn], check=True)
     cost = _check_plan_module().read_cost_line(log)
     assert cost is not None and 0.4 <= cost["cpu_time"] < 10 and cost["max_rss"] > 10
+
+
+def test_plan_after_calibrating_runs_the_plan_only(tmp_path):
+    """The measured rates are read, never rebuilt: `snakemake plan` with a calibration on disk and no model
+    prepared plans nothing else (as an input, the file made Snakemake redo prepare_model and calibrate)."""
+    cfg = yaml.safe_load((REPO / ".test/config.yaml").read_text())
+    cfg.update(results_dir=str(tmp_path / "results"), resources_dir=str(tmp_path / "resources"))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cpu = tmp_path / "resources" / "calibration" / "cpu.yaml"
+    cpu.parent.mkdir(parents=True)
+    cpu.write_text(yaml.safe_dump({"measured_on": "Test CPU", "cpu": {"train_flops_per_s": 1.0e11}}))
+    out = subprocess.run(
+        # --forceall: every job the plan depends on, whatever is on disk or in Snakemake's records
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-F",
+            "plan",
+            "--quiet",
+            "rules",
+            "--configfile",
+            str(tmp_path / "c.yaml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = out.stdout + out.stderr
+    stats = text[text.index("Job stats") :]
+    assert {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", stats, re.M)} - {"total"} == {"plan"}

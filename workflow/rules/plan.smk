@@ -10,11 +10,15 @@ from tttnn.plan import cpu_calibration_path
 CPU_CALIBRATION = cpu_calibration_path(config)
 
 
+def cpu_rates():
+    """This machine's CPU rates once `snakemake calibrate` has measured them (the file's text: a new calibration
+    re-plans). A param, not an input: as an input, a missing model would make Snakemake redo the calibration."""
+    return Path(CPU_CALIBRATION).read_text() if os.path.exists(CPU_CALIBRATION) else None
+
+
 rule plan:
     input:
         calibration=config["plan"]["calibration"],
-        # this machine's CPU rates, once `snakemake calibrate` has measured them
-        cpu=[CPU_CALIBRATION] if os.path.exists(CPU_CALIBRATION) else [],
     output:
         csv=R(f"plan/{REPORT}.csv"),
         table=R(f"plan/{REPORT}.txt"),
@@ -28,5 +32,6 @@ rule plan:
         runtime=5,
     params:
         config=config,
+        cpu_rates=cpu_rates(),
     script:
         "../scripts/plan.py"

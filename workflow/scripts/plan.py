@@ -5,8 +5,8 @@ from tttnn.io import write_text
 from tttnn.plan import format_table, make_plan, write_csv
 
 logs.to_file(snakemake.log[0])
-cpu = snakemake.input.cpu[0] if snakemake.input.cpu else None
-result = make_plan(dict(snakemake.params.config), snakemake.input.calibration, cpu_calibration=cpu)
+# this machine's rates (plan.cpu_calibration, or resources/calibration/cpu.yaml) are found by make_plan
+result = make_plan(dict(snakemake.params.config), snakemake.input.calibration)
 write_csv(result, snakemake.output.csv)
 table = format_table(result)
 write_text(table + "\n", snakemake.output.table)
