@@ -16,6 +16,7 @@ from tttnn.config import (
 )
 from tttnn.fetch import hub_dir, hub_downloads, hub_repo
 from tttnn.jobs import check_job_resources, job_resource, methods_per_task, model_resource_fn
+from tttnn.plan import cpu_calibration_path
 from tttnn.tasks import shard_names
 
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
@@ -264,3 +265,13 @@ def all_shard_docs(wildcards):
     if config["retrieve"]["neighbor_text"] == "document":
         return expand(R("corpus/{corpus}/train/{shard}.parquet"), corpus=wildcards.corpus, shard=SHARDS)
     return []
+
+
+# this machine's CPU rates for the plan, written by `snakemake calibrate`
+CPU_CALIBRATION = cpu_calibration_path(config)
+
+
+def cpu_rates():
+    """This machine's CPU rates once `snakemake calibrate` has measured them (the file's text: a new calibration
+    re-plans). A param, not an input: as an input, a missing model would make Snakemake redo the calibration."""
+    return Path(CPU_CALIBRATION).read_text() if os.path.exists(CPU_CALIBRATION) else None

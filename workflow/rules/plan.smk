@@ -5,17 +5,6 @@
 # (the corpus sizes on disk then replace the estimates).
 
 
-from tttnn.plan import cpu_calibration_path
-
-CPU_CALIBRATION = cpu_calibration_path(config)
-
-
-def cpu_rates():
-    """This machine's CPU rates once `snakemake calibrate` has measured them (the file's text: a new calibration
-    re-plans). A param, not an input: as an input, a missing model would make Snakemake redo the calibration."""
-    return Path(CPU_CALIBRATION).read_text() if os.path.exists(CPU_CALIBRATION) else None
-
-
 rule plan:
     input:
         calibration=config["plan"]["calibration"],
