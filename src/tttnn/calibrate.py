@@ -211,6 +211,13 @@ def calibrate(model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, qui
     cpu["tokenize_bytes_per_s"] = tokenize_rate(embedder.get("tokenizer") or embedder["path"])
     cpu["job_startup_s"] = startup_seconds(MODEL_IMPORTS, 1 if quick else 3)
     cpu["job_startup_light_s"] = startup_seconds(LIGHT_IMPORTS, 1 if quick else 3)
+    # an embed job's start-up: sentence-transformers (or transformers) imported and the embedder loaded
+    load_embedder = (
+        "from tttnn.embed import Embedder; "
+        f"Embedder({embedder['path']!r}, kind={embedder.get('kind', 'sentence-transformers')!r}, "
+        f"max_seq_length={embedder.get('max_seq_length', 256)}, device='cpu', tokenizer={embedder.get('tokenizer')!r})"
+    )
+    cpu["embed_startup_s"] = startup_seconds(load_embedder, 1 if quick else 2)
     # the rates are CPU-seconds of one thread: a job's CPU-seconds are its predicted seconds x threads
     cpu["utilization"] = 1.0
     return {

@@ -635,7 +635,7 @@ def load_calibration(path: str | Path, cpu_path: str | Path | None = None) -> di
     cal["cpu_source"] = f"{p} (a 2-core AVX2 VM; run `snakemake calibrate` to measure this machine)"
     if cpu_path is not None and Path(cpu_path).is_file():
         measured = yaml.safe_load(Path(cpu_path).read_text()) or {}
-        unknown = set(measured.get("cpu", {})) - set(cal["cpu"]) - {"job_startup_light_s"}
+        unknown = set(measured.get("cpu", {})) - set(cal["cpu"]) - {"job_startup_light_s", "embed_startup_s"}
         if unknown:
             raise PlanError(f"{cpu_path}: unknown cpu rates {sorted(unknown)}")
         cal["cpu"] = {**cal["cpu"], **measured.get("cpu", {})}
@@ -896,7 +896,7 @@ class Planner:
         r = self.row("embed", device=dev)
         secs = shard_chunks * flops_chunk / self._embed_rate(dev)
         for _ in range(n_shards):
-            r.add_job(self.startup + 4 * emb.params / cal["load_bytes_per_s"] + secs)
+            r.add_job(self.embed_startup(emb) + secs)
         r.flops = cp.chunks * flops_chunk
         r.work = f"{_fmt(cp.chunks)} chunks x {tokens:.0f} tokens ({_fmt(cp.chunks * tokens)} tokens)"
         # streamed: one block of 16,384 texts (tttnn.embed.BLOCK_ROWS) and their vectors, plus the model
@@ -912,7 +912,7 @@ class Planner:
         )
         r = self.row("embed_queries", device=dev)
         fl = n_q * emb.forward_flops(q_tokens) * q_tokens
-        r.add_job(self.startup + 4 * emb.params / cal["load_bytes_per_s"] + fl / self._embed_rate(dev))
+        r.add_job(self.embed_startup(emb) + fl / self._embed_rate(dev))
         r.flops, r.work = fl, f"{n_q} queries"
         r.peak_mem_mb = self.base_mb() + 4 * emb.params / MiB
         r.mem_mb_asked = job_resource(c, "embed_queries", "mem_mb", c["embedder"].get("mem_mb", 2000))
@@ -968,6 +968,11 @@ class Planner:
         per_shard = sum((cp.test_docs[t] + cp.valid_docs[t]) * k * MAP_ROW_BYTES for t in cp.test_docs)
         r.disk_mb = n_shards * per_shard * parquet / MiB
         self.nb_text = nb_text
+
+    def embed_startup(self, emb: Arch) -> float:
+        """An embed job's start-up with its embedder loaded (measured by `snakemake calibrate`, else estimated)."""
+        cal = self.cal["cpu"]
+        return cal.get("embed_startup_s") or self.startup + 4 * emb.params / cal["load_bytes_per_s"]
 
     def _embed_rate(self, dev: Device) -> float:
         if dev.gpu:
