@@ -82,7 +82,7 @@ def lm_rates(model_dir: str, lengths: tuple[int, int] = (128, 256)) -> dict[str,
 
     from tttnn.models import load_model
     from tttnn.settings import TTTConfig
-    from tttnn.ttt import Neighbor, TTTRunner
+    from tttnn.ttt import TTTRunner
 
     arch = arch_from_hf_config(json.loads((Path(model_dir) / "config.json").read_text()), "calibration")
     t = time.process_time()  # the first load in a process, as in a job: model code imported, weights read

@@ -184,13 +184,11 @@ def search_shard_files(
     if n_rows != index.ntotal:
         raise ValueError(f"shard {shard}: index has {index.ntotal} vectors but {n_rows} chunks")
     t0 = time.perf_counter()
-    copies = (
-        exact_copies(chunks_path, [t for _, _, texts in query_sets for t in texts], docs_path) if drop_exact else {}
-    )
+    all_texts = [t for _, _, texts in query_sets for t in texts]
+    copies = exact_copies(chunks_path, all_texts, docs_path) if drop_exact else {}
     setup = time.perf_counter() - t0
     # every query set in one batched search call (one scan of a Flat shard for all of them)
-    n_all = sum(len(ids) for _, ids, _ in query_sets)
-    all_texts = [t for _, _, texts in query_sets for t in texts]
+    n_all = len(all_texts)
     none: set[int] = set()
     drop = [copies.get(t.strip(), none) for t in all_texts]
     t1 = time.perf_counter()
