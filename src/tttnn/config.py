@@ -54,6 +54,8 @@ def coerce_overrides(config: dict[str, Any], schema_path: str | os.PathLike) -> 
     def types(node: dict[str, Any]) -> set[str]:
         t = node.get("type", [])
         out = {t} if isinstance(t, str) else set(t)
+        for alt in node.get("oneOf", []) + node.get("anyOf", []):  # a const ("auto") parses as itself
+            out |= types(alt) | ({"const"} if "const" in alt else set())
         if "enum" in node:
             out |= {type(v).__name__.replace("str", "string") for v in node["enum"]}
         return out
@@ -207,12 +209,40 @@ def _hub_cached(repo: str) -> bool:
     return (home.expanduser() / f"models--{repo.replace('/', '--')}").is_dir()
 
 
-def ttt_config(config: dict[str, Any], model: str) -> TTTConfig:
-    """The TTT hyper-parameters of one model: the ttt section, the model's overrides, k from retrieve."""
+def _merged_ttt(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The ttt section with the model's ``models.<m>.ttt`` overrides on top."""
+    return {**config.get("ttt", {}), **config["models"][model].get("ttt", {})}
+
+
+def lr_is_auto(config: dict[str, Any], model: str) -> bool:
+    """Whether a model trains with the rate that ``tune_lr`` chooses (``ttt.lr: auto``)."""
+    return config["models"][model].get("train", True) and _merged_ttt(config, model).get("lr") == "auto"
+
+
+def lr_tune_settings(config: dict[str, Any], model: str):
+    """A model's ``ttt.lr_grid`` and ``ttt.lr_tune`` (with its ``models.<m>.ttt`` overrides)."""
+    from .lr_tune import LRTuneSettings
+
+    merged = _merged_ttt(config, model)
+    given = {**(merged.get("lr_tune") or {}), **({"grid": merged["lr_grid"]} if "lr_grid" in merged else {})}
+    try:
+        return LRTuneSettings(**given)
+    except Exception as err:
+        raise ConfigError(f"models.{model}.ttt / ttt: lr_grid / lr_tune: {err}") from err
+
+
+def ttt_config(config: dict[str, Any], model: str, lr: float | None = None) -> TTTConfig:
+    """The TTT hyper-parameters of one model: the ttt section, the model's overrides, k from retrieve.
+
+    With ``lr: auto`` the rate is ``lr`` (the one tune_lr chose); before it is known, the grid's smallest stands
+    in (for checks and the plan, which the rate does not change)."""
     spec = config["models"][model]
-    merged = {**config.get("ttt", {}), **spec.get("ttt", {})}
-    for key in ("device", "gpus", "mem_mb", "runtime"):
+    merged = _merged_ttt(config, model)
+    for key in ("device", "gpus", "mem_mb", "runtime", "lr_grid", "lr_tune"):
         merged.pop(key, None)
+    if merged.get("lr") == "auto":
+        merged["lr"] = lr if lr is not None else lr_tune_settings(config, model).grid[0]
+        merged["lr_source"] = "tuned" if spec.get("train", True) else "fixed"  # k = 0: the rate is never used
     if "dtype" in spec:
         merged["dtype"] = spec["dtype"]
     merged["k"] = config["retrieve"]["k"] if spec.get("train", True) else 0

@@ -34,6 +34,7 @@ JOB_RULES = (
     "retrieve",
     "retrieve_subset",
     "ttt",
+    "tune_lr",
     "evaluate",
     *METHOD_RULES,
 )

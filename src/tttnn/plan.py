@@ -23,7 +23,15 @@ from typing import Any
 
 import yaml
 
-from .config import chunking_key, index_size_shards, method_names, report_name, ttt_config
+from .config import (
+    chunking_key,
+    index_size_shards,
+    lr_is_auto,
+    lr_tune_settings,
+    method_names,
+    report_name,
+    ttt_config,
+)
 from .jobs import job_resource, methods_per_task, model_resource
 from .tasks import PILE_SET_SLUGS, shard_names
 
@@ -585,6 +593,7 @@ MAP_ROW_BYTES = 100
 # the rules whose jobs load a model and write per-document results
 MODEL_RULES = [
     "ttt",
+    "tune_lr",
     "evaluate",
     "incontext",
     "interpolation",
@@ -607,21 +616,23 @@ UPSTREAM: dict[str, list[str]] = {
     "search_shard": ["index", "embed_queries"],
     "retrieve": ["search_shard"],
     "retrieve_subset": ["search_shard"],
-    "ttt": ["retrieve", "prepare_model"],
+    "tune_lr": ["retrieve", "prepare_model"],
+    "ttt": ["retrieve", "prepare_model", "tune_lr"],
     "evaluate": ["build_corpus", "prepare_model"],
     "incontext": ["retrieve", "prepare_model"],
     "interpolation": ["retrieve", "prepare_model"],
     "interpolation_valid": ["retrieve", "prepare_model"],
-    "dynamic_eval": ["check_k", "prepare_model"],
+    "dynamic_eval": ["check_k", "prepare_model", "tune_lr"],
     "check_k": ["chunk"],
-    "order": ["retrieve", "prepare_model"],
-    "index_size": ["retrieve_subset", "prepare_model"],
+    "order": ["retrieve", "prepare_model", "tune_lr"],
+    "index_size": ["retrieve_subset", "prepare_model", "tune_lr"],
+    "lr_table": ["tune_lr"],
     "summarize": ["ttt", "evaluate"],
     "summarize_methods": MODEL_RULES,
     "plot": ["summarize"],
     "plot_methods": ["summarize_methods"],
     "claims": MODEL_RULES,
-    "all": ["plot", "plot_methods", "summarize", "summarize_methods", "claims"],
+    "all": ["plot", "plot_methods", "summarize", "summarize_methods", "claims", "lr_table"],
 }
 
 
@@ -762,7 +773,10 @@ class Planner:
         self._chunk_embed_index()
         if (self.config.get("methods") or {}).get("dynamic_eval") is not None and self.method_models:
             self._light("check_k")
+        self.tuned = [m for m in trained if lr_is_auto(c, m)]
         self._retrieve(trained)
+        for m in self.tuned:
+            self._tune_lr(m)
         for m in trained:
             self._ttt(m)
         for m in untrained:
@@ -771,7 +785,7 @@ class Planner:
             self._methods(m)
         for rule in ["summarize"] + (["summarize_methods"] if self.methods else []):
             self._light(rule)
-        for rule in ["plot"] + (["plot_methods"] if self.methods else []) + ["claims"]:
+        for rule in ["plot"] + (["plot_methods"] if self.methods else []) + ["claims"] + (["lr_table"] if self.tuned else []):
             self._light(rule)
         self.row("all", threads=0).add_job(0.0, 0.0)
         for r in self.rows:
@@ -991,6 +1005,8 @@ class Planner:
         if self.method_models and uses_nb:
             need_test |= set(self.all_tasks)
         need_valid = set(self.all_tasks) if (self.method_models and "interpolation_valid" in methods) else set()
+        if self.tuned:  # ttt.lr: auto tunes on the validation documents
+            need_valid = set(self.all_tasks)
         r = self.row("retrieve", threads=1)
         n_shards, k_bytes = c["corpus"]["n_shards"], self.text["parquet_ratio"]
         pandas = self.text["pandas_ratio"]
@@ -1116,6 +1132,22 @@ class Planner:
         if cfg.batch_documents > 1:
             r.work += f" (B = {cfg.batch_documents})"
 
+    def _tune_lr(self, m: str) -> None:
+        """``ttt.lr: auto``: every rate of the grid on the validation documents, evaluated at 0 and lr_tune.k."""
+        tune = lr_tune_settings(self.config, m)
+        k = min(tune.k, int(self.corpus.chunks))
+        r = self._model_row("tune_lr", m)
+        secs, docs = self._job_overhead(m), 0
+        for t in self.all_tasks:
+            n = min(self.corpus.valid_docs[t], tune.n_docs or self.corpus.valid_docs[t])
+            s, fl, _, _ = self._doc_cost(m, t, k, 2)
+            secs += len(tune.grid) * n * s
+            r.flops += len(tune.grid) * n * fl
+            docs += n
+        r.add_job(secs)
+        r.work = f"{len(tune.grid)} rates x {docs} valid docs x {k} neighbours"
+        r.disk_mb = 0.01
+
     def _evaluate(self, m: str) -> None:
         r = self._model_row("evaluate", m)
         secs, docs = self._job_overhead(m), 0
@@ -1199,7 +1231,9 @@ class Planner:
     def _light(self, rule: str) -> None:
         r = self.row(rule, threads=1)
         r.add_job(self.startup_light + 2.0)
-        r.work = {"check_k": "k against the index"}.get(rule, "tables" if rule.startswith("summarize") else "figures")
+        r.work = {"check_k": "k against the index", "lr_table": "table + figure"}.get(
+            rule, "tables" if rule.startswith("summarize") else "figures"
+        )
         r.peak_mem_mb = self.base_light_mb()
         r.mem_mb_asked = 2000
         r.disk_mb = 1.0

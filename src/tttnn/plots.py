@@ -251,3 +251,28 @@ def index_size_figure(sizes: pd.DataFrame, distances: pd.DataFrame) -> plt.Figur
     b.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def lr_figure(table: pd.DataFrame) -> plt.Figure:
+    """tune_lr: bits per byte after k neighbours against the rate (log axis), one line per task and the
+    Pile-weighted score the choice is made on (thick), the bpb before TTT dotted, the chosen rate marked."""
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        g = table[table["model"] == model]
+        k = int(g["n_neighbors"].max())
+        at_k = g[g["n_neighbors"] == k]
+        for task, t in at_k.groupby("task", sort=False):
+            score = task in ("pile-weighted", "all")
+            line = ax.plot(t["lr"], t["bits_per_byte"], marker="o", lw=2.5 if score else 1, label=task, zorder=3 if score else 2)
+            start = g[(g["n_neighbors"] == 0) & (g["task"] == task)]["bits_per_byte"]
+            if len(start):
+                ax.axhline(float(start.iloc[0]), color=line[0].get_color(), ls=":", lw=0.8)
+        chosen = float(g.loc[g["chosen"].astype(bool), "lr"].iloc[0])
+        ax.axvline(chosen, color="black", ls="--", lw=1)
+        ax.annotate(f"chosen {chosen:g}", (chosen, 1), xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=8)
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate (AdamW)", ylabel=f"bits per byte after {k} neighbours", title=f"{model}: rate chosen on held-out documents")
+        ax.legend(fontsize=7, title="dotted: before TTT", title_fontsize=7)
+    fig.tight_layout()
+    return fig

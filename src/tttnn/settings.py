@@ -17,6 +17,7 @@ class TTTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lr: float = Field(2e-5, ge=0)
+    lr_source: Literal["fixed", "tuned"] = "fixed"  # ttt.lr as given, or chosen by tune_lr (ttt.lr: auto)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)

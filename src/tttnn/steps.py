@@ -434,6 +434,8 @@ def run_ttt(
 
 
 ABLATIONS = ("order-", "index_size-", "dynamic_eval")
+# the methods that never train (their records carry no learning rate)
+NO_TRAINING = ("incontext", "interpolation", "interpolation_valid")
 
 
 def method_runner(method: str, model, tok, cfg, methods: dict[str, Any], retrieve: dict[str, Any]):
@@ -501,8 +503,11 @@ def run_method(
     # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
     query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
     section = methods.get(section_name(method)) or {}
+    result = cfg.result_settings()
+    if method in NO_TRAINING:  # these never take a step: the rate is not theirs (and not in their params)
+        result = {k: v for k, v in result.items() if k not in ("lr", "lr_source")}
     settings = {
-        **cfg.result_settings(),
+        **result,
         "method": method,
         "method_settings": section,
         "query": query,

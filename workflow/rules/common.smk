@@ -9,12 +9,15 @@ from tttnn.config import (
     check_config,
     chunking_key,
     coerce_overrides,
+    lr_is_auto,
+    lr_tune_settings,
     method_names,
     method_section,
     report_name,
     ttt_config,
 )
 from tttnn.fetch import hub_dir, hub_downloads, hub_repo
+from tttnn.lr_tune import chosen_lr
 from tttnn.jobs import check_job_resources, job_resource, methods_per_task, model_resource_fn
 from tttnn.plan import cpu_calibration_path
 from tttnn.tasks import shard_names
@@ -135,9 +138,41 @@ def model_docs(wildcards):
     return config["models"][wildcards.model].get("n_docs")
 
 
+def tuned_lr(model):
+    """The rate tune_lr chose for a model with `ttt.lr: auto` (None otherwise). Read through the checkpoint, so a
+    job's params hold the rate itself: a tuning rerun that picks the same rate reruns nothing downstream."""
+    if not lr_is_auto(config, model):
+        return None
+    return chosen_lr(checkpoints.tune_lr.get(run=RUN, model=model).output[0])
+
+
+def lr_table_file(wildcards):
+    """The tune_lr table a training job waits for (`ttt.lr: auto`); ancient: only the chosen rate (a param)
+    decides whether the job reruns, not the table's time stamp."""
+    if not lr_is_auto(config, wildcards.model):
+        return []
+    return ancient(checkpoints.tune_lr.get(run=RUN, model=wildcards.model).output[0])
+
+
 def model_ttt(wildcards):
-    """The model's TTT settings that determine results (performance settings are read by the scripts)."""
-    return ttt_config(config, wildcards.model).result_settings()
+    """The model's TTT settings that determine results (performance settings are read by the scripts), with the
+    tuned rate under `ttt.lr: auto`."""
+    return ttt_config(config, wildcards.model, tuned_lr(wildcards.model)).result_settings()
+
+
+def model_ttt_no_training(wildcards):
+    """TTT settings of a method that never trains (in-context, interpolation): without the rate, so these jobs
+    neither wait for tune_lr nor rerun when the rate changes."""
+    settings = ttt_config(config, wildcards.model).result_settings()
+    return {k: v for k, v in settings.items() if k not in ("lr", "lr_source")}
+
+
+def lr_tune_params(wildcards):
+    """tune_lr's params: the model's TTT settings but the rate, and the grid, k, documents and near-tie rule."""
+    return {"ttt": model_ttt_no_training(wildcards), "tune": lr_tune_settings(config, wildcards.model).model_dump()}
+
+
+LR_MODELS = [m for m in TRAINED if lr_is_auto(config, m)]
 
 
 def method_params(method):
@@ -202,12 +237,17 @@ def method_results():
 
 
 def figure_targets():
-    names = FIGURES + (METHOD_FIGURES if METHODS else []) + ["claims"]
+    names = FIGURES + (METHOD_FIGURES if METHODS else []) + ["claims"] + (["lr"] if LR_MODELS else [])
     return expand(R("figures/{run}/{name}.{ext}"), run=REPORT, name=names, ext=["pdf", "png"])
 
 
+def lr_tables():
+    """The per-model tune_lr tables gathered into tables/<run>/lr.csv."""
+    return expand(R("lr/{run}/{model}.csv"), run=RUN, model=LR_MODELS)
+
+
 def all_targets():
-    tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else []) + ["claims"]
+    tables = ["summary", "curves", "costs"] + (["methods"] if METHODS else []) + ["claims"] + (["lr"] if LR_MODELS else [])
     return figure_targets() + expand(R("tables/{run}/{name}.csv"), run=REPORT, name=tables)
 
 

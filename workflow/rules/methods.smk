@@ -26,7 +26,7 @@ rule incontext:
         runtime=model_res("incontext", "runtime"),
         gpu=model_res("incontext", "gpus"),
     params:
-        ttt=model_ttt,
+        ttt=model_ttt_no_training,
         method="incontext",
         methods=method_params("incontext"),
         retrieve=RETRIEVE_QUERY,
@@ -53,7 +53,7 @@ rule interpolation:
         runtime=model_res("interpolation", "runtime"),
         gpu=model_res("interpolation", "gpus"),
     params:
-        ttt=model_ttt,
+        ttt=model_ttt_no_training,
         method="interpolation",
         methods=method_params("interpolation"),
         retrieve=RETRIEVE_QUERY,
@@ -80,7 +80,7 @@ rule interpolation_valid:
         runtime=model_res("interpolation_valid", "runtime"),
         gpu=model_res("interpolation_valid", "gpus"),
     params:
-        ttt=model_ttt,
+        ttt=model_ttt_no_training,
         method="interpolation_valid",
         methods=method_params("interpolation_valid"),
         retrieve=RETRIEVE_QUERY,
@@ -91,6 +91,7 @@ rule interpolation_valid:
 rule dynamic_eval:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
+        lr=lr_table_file,
         # takes k steps without reading the neighbours: waits until k is known to fit the index
         k_fits=R(f"checks/{CORPUS}/{EMBEDDER}/k-{config['retrieve']['k']}.ok"),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
@@ -119,6 +120,7 @@ rule dynamic_eval:
 rule order:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
+        lr=lr_table_file,
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
@@ -146,6 +148,7 @@ rule order:
 rule index_size:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
+        lr=lr_table_file,
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/shards-{{nshards}}/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:

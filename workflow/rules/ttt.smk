@@ -27,6 +27,7 @@ rule prepare_model:
 rule ttt:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
+        lr=lr_table_file,
         neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
         test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
     output:
