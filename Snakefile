@@ -37,8 +37,10 @@ rule all:
     default_target: True
     input:
         all_targets(),
+        missing_results(),
 
 
 rule figures:
     input:
         figure_targets(),
+        missing_results(),

@@ -34,6 +34,7 @@ FOLDERS = {
     "index": ("index", None),
     "search": ("search_shard", None),
     "ttt": ("ttt", 2),
+    "tune_lr": ("tune_lr", 2),
     "evaluate": ("evaluate", 2),
     "incontext": ("incontext", 2),
     "interpolation": ("interpolation", 2),
@@ -156,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", default="config/calibration.yaml")
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a rule is flagged")
+    ap.add_argument("--cores", type=int, default=2, help="cores the run had (the planned wall time's)")
+    ap.add_argument("--wall-s", type=float, default=None, help="the run's measured wall seconds (workflow only)")
     args = ap.parse_args(argv)
     config = load_config(args.configfile, args.results)
+    config.setdefault("plan", {})["cores"] = args.cores
     results = Path(config["results_dir"])
     if not (results / "benchmarks").is_dir():
         print(f"no benchmark files under {results / 'benchmarks'}: run the workflow first", file=sys.stderr)
@@ -190,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     flagged = [r for r in rows if "OUTSIDE" in str(r.get("flag", ""))]
     print(f"{len(flagged)} of {len(rows)} rules flagged", file=sys.stderr)
+    planned = plan["wall_hours"] * 3600
+    line = f"wall time on {args.cores} cores: planned {planned / 60:.1f} min"
+    if args.wall_s:
+        off = args.wall_s / planned - 1
+        line += f", measured {args.wall_s / 60:.1f} min ({off:+.0%}){' OUTSIDE +-30%' if abs(off) > TOLERANCE else ''}"
+    print(line, file=sys.stderr)
     return 1 if (args.strict and flagged) else 0
 
 

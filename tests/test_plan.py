@@ -174,7 +174,12 @@ def _dry_run_counts(configfile: str, *targets: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "configfile, jobs",
-    [(".test/config.yaml", "per_model"), (".test/config.yaml", "per_task"), ("config/pile.yaml", "per_task")],
+    [
+        (".test/config.yaml", "per_model"),
+        (".test/config.yaml", "per_task"),
+        ("config/pile.yaml", "per_task"),
+        ("config/paper-mini.yaml", "per_model"),  # ttt.lr: auto: tune_lr and lr_table
+    ],
 )
 def test_job_counts_equal_the_dry_run(tmp_path, configfile, jobs):
     cfg = yaml.safe_load((REPO / configfile).read_text())

@@ -34,7 +34,7 @@ from .metrics import rolling_windows
 from .models import tokenize
 from .resume import Document
 from .settings import TTTConfig
-from .ttt import TTTRunner, _sync, document_seed
+from .ttt import Progress, TTTRunner, _sync, document_seed
 
 __all__ = ["BatchedTTTRunner"]
 
@@ -450,6 +450,7 @@ class BatchedTTTRunner(TTTRunner):
         for r in recs:
             r["seconds"]["reset"] = reset_s
         alive = list(range(len(docs)))  # alive[s]: the document held by copy s
+        progress = Progress(" + ".join(d.doc_id for d in docs), cfg.k)
 
         def checkpoint(n: int) -> None:
             t = time.perf_counter()
@@ -477,9 +478,11 @@ class BatchedTTTRunner(TTTRunner):
             t = time.perf_counter()
             losses: list[list[float]] = [[] for _ in alive]
             norms: list[list[float]] = [[] for _ in alive]
-            for j in range(max(len(w) for w in wins)):
+            longest = max(len(w) for w in wins)
+            for j in range(longest):
                 step = [w[j] if j < len(w) else None for w in wins]
                 lo, gn, ok = self.train_copies(step)
+                progress.step(n, j + 1, longest)
                 for s, i in enumerate(alive):
                     if step[s] is not None:
                         losses[s].append(lo[s])

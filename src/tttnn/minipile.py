@@ -208,13 +208,14 @@ def build_minipile(
     train_rows, test_rows = [], []
     for task in tasks:
         candidates = _hash_order(sources[task](), seed, task)
-        picked, n_dupes = [], 0
+        picked, n_dupes, n_short = [], 0, 0
         for key, load in candidates:  # read in hashed order until enough distinct documents
             if len(picked) >= want:
                 break
             text = load()
             text = _clip(text, max_chars) if text else ""
-            if len(text) < min_chars:
+            if len(text) < min_chars:  # the stored (cut) text: min_chars bounds what the index and tests hold
+                n_short += 1
                 continue
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest in seen:
@@ -223,7 +224,11 @@ def build_minipile(
             seen.add(digest)
             picked.append((key, text))
         if len(picked) < n_test_docs + 1:
-            raise ValueError(f"minipile task {task}: only {len(picked)} documents found on this machine")
+            raise ValueError(
+                f"minipile task {task}: only {len(picked)} documents found on this machine ({len(candidates)} "
+                f"candidates, {n_short} shorter than corpus.minipile.min_chars = {min_chars} after cutting to "
+                f"max_chars = {max_chars}, {n_dupes} duplicates); lower corpus.minipile.min_chars"
+            )
         test, train = picked[:n_test_docs], picked[n_test_docs:]
         test_rows += [{"doc_id": f"{task}:{k}", "task": task, "text": _clip(t, test_max_chars)} for k, t in test]
         train_rows += [{"doc_id": f"{task}:{k}", "task": task, "text": t} for k, t in train]

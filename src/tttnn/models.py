@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .io import atomic_dir
-from .resume import write_manifest
+from .resume import stamp_verified, verify_manifest, write_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -190,6 +190,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32"):
 
     src, gguf = _split_gguf(spec)
     kwargs = {"gguf_file": gguf} if gguf else {}
+    if not gguf and Path(src).is_dir():
+        verify_manifest(src)  # a damaged prepared model would give NaN results that look finished
     log.info("loading model %s%s", src, f" ({gguf})" if gguf else "")
     model = AutoModelForCausalLM.from_pretrained(src, dtype=resolve_dtype(dtype), **kwargs)
     tokenizer = load_tokenizer(spec)
@@ -248,6 +250,7 @@ def save_model(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_manifest(tmp)
+    stamp_verified(out)
     return out
 
 

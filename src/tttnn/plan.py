@@ -636,19 +636,51 @@ UPSTREAM: dict[str, list[str]] = {
 }
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A calibration file as a mapping; a syntax error names the file (not "<unicode string>")."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise PlanError(f"{path}: not valid YAML ({err}); fix it, or delete it and run `snakemake --cores 1 calibrate`") from err
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: expected a mapping of calibration entries, got {type(data).__name__}")
+    return data
+
+
+def _check_rates(rates: Any, path: Path) -> None:
+    """Every CPU rate must be a finite number > 0 (a negative rate would plan negative hours)."""
+    if not isinstance(rates, dict):
+        raise PlanError(f"{path}: `cpu` must be a mapping of rates")
+    for key, value in rates.items():
+        if isinstance(value, dict):
+            _check_rates({f"{key}.{k}": v for k, v in value.items()}, path)
+            continue
+        if key == "thread_exponent" and isinstance(value, (int, float)) and 0 < value <= 1:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if key == "load_fixed_s" and isinstance(value, (int, float)) and value == 0:
+                continue  # "no fixed part" is a valid measurement
+            raise PlanError(
+                f"{path}: cpu.{key} = {value!r}: every rate must be a finite number > 0; fix it, or delete the file "
+                "and run `snakemake --cores 1 calibrate`"
+            )
+
+
 def load_calibration(path: str | Path, cpu_path: str | Path | None = None) -> dict[str, Any]:
     """The calibration file (config/calibration.yaml), with the ``cpu`` rates that ``snakemake calibrate``
-    measured on this machine (``cpu_path``, when the file exists) over its own."""
+    measured on this machine (``cpu_path``, when the file exists) over its own. A bad file is an error naming it."""
     p = Path(path)
     if not p.is_file():
         raise PlanError(f"plan.calibration: {str(p)!r} does not exist")
-    cal = yaml.safe_load(p.read_text())
+    cal = _read_yaml(p)
+    _check_rates(cal.get("cpu"), p)
     cal["cpu_source"] = f"{p} (a 2-core AVX2 VM; run `snakemake calibrate` to measure this machine)"
     if cpu_path is not None and Path(cpu_path).is_file():
-        measured = yaml.safe_load(Path(cpu_path).read_text()) or {}
+        measured = _read_yaml(Path(cpu_path))
         unknown = set(measured.get("cpu", {})) - set(cal["cpu"]) - {"job_startup_light_s", "embed_startup_s"}
         if unknown:
             raise PlanError(f"{cpu_path}: unknown cpu rates {sorted(unknown)}")
+        _check_rates(measured.get("cpu", {}), Path(cpu_path))
         cal["cpu"] = {**cal["cpu"], **measured.get("cpu", {})}
         cal["cpu_source"] = (
             f"{cpu_path} (measured on {measured.get('measured_on', '?')}, {measured.get('measured_at', '?')})"

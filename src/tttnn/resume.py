@@ -78,6 +78,61 @@ def write_manifest(directory: str | os.PathLike) -> None:
     (d / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
 
 
+class CorruptModelError(RuntimeError):
+    """A prepared (or fetched) model folder whose files differ from its manifest."""
+
+
+def _stamp_path(d: Path) -> Path:
+    # beside the folder, not in it: a file written inside a Snakemake directory() output would make it newer
+    return d.parent / f".{d.name}.verified.json"
+
+
+def _state_key(d: Path) -> dict[str, Any]:
+    """The manifest's digest and every listed file's size and modification time (what the stamp records)."""
+    man = d / MANIFEST
+    files = {}
+    for name in sorted(json.loads(man.read_text())):
+        st = (d / name).stat()
+        files[name] = [st.st_size, st.st_mtime_ns]
+    return {"manifest": hashlib.sha256(man.read_bytes()).hexdigest(), "files": files}
+
+
+def stamp_verified(directory: str | os.PathLike) -> None:
+    """Record a folder as matching its manifest (just written, so nothing to hash): its first load skips hashing."""
+    d = Path(directory)
+    stamp = _stamp_path(d)
+    try:
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_state_key(d)))
+        os.replace(tmp, stamp)
+    except OSError as err:  # a read-only resources folder: verified, but hashed again next time
+        log.warning("could not write %s: %s", stamp, err)
+
+
+def verify_manifest(directory: str | os.PathLike) -> None:
+    """Check a model folder against the manifest written when it was prepared: every file present with its size,
+    then its sha256, hashed once per state of the folder (a stamp beside it records the files' sizes and times).
+    A mismatch raises :class:`CorruptModelError` naming the file and saying to delete the folder."""
+    d = Path(directory)
+    man = d / MANIFEST
+    if not man.is_file():
+        return  # a plain local model folder of the user's: nothing to check against
+    want: dict[str, str] = json.loads(man.read_text())
+    fix = f"delete {d} so that it is prepared (or fetched) again"
+    for name in sorted(want):
+        if not (d / name).is_file():
+            raise CorruptModelError(f"{d / name}: listed in {man} but missing; {fix}")
+    try:
+        if json.loads(_stamp_path(d).read_text()) == _state_key(d):
+            return
+    except (OSError, ValueError):
+        pass
+    for name, digest in want.items():
+        if file_digest(d / name) != digest:
+            raise CorruptModelError(f"{d / name}: its sha256 differs from {man} (the file was changed or damaged); {fix}")
+    stamp_verified(d)
+
+
 def provenance(settings: Mapping[str, Any], files: Mapping[str, str | os.PathLike | None]) -> dict[str, Any]:
     """What determines a result: the method's settings and the digests of its input files."""
     return {

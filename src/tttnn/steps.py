@@ -95,7 +95,13 @@ def build_corpus(
             "train_docs": len(train) if out_train else "per shard: train/<shard>.json",
             "test_docs": test.groupby("task").size().to_dict(),
             "valid_docs": valid.groupby("task").size().to_dict(),
-            "skipped_bad_records": {"count": len(bad), "where": bad[:100]},
+            # with shard jobs (the Pile streamed), this job reads only the test split: each train shard's skipped
+            # records are in its own train/<shard>.json, and this count is the test split's
+            "skipped_bad_records": {
+                "count": len(bad),
+                "where": bad[:100],
+                "split": "train and test" if out_train else "test only; train: per shard, train/<shard>.json",
+            },
             # empty index documents dropped; empty test documents dropped, and passed over while sampling (per task)
             "dropped_empty": {"train": empty_train, "test": empty_test, "test_skipped_in_sampling": skipped_empty},
         }

@@ -30,7 +30,14 @@ def load_results(paths: Sequence[str]) -> list[dict[str, Any]]:
         if not recs:
             raise ValueError(f"{p}: no documents")
         check_consistent(recs, str(p))
-        for r in recs:
+        for i, r in enumerate(recs, 1):
+            lls = r.get("loglik") or []
+            bad = [n for n, ll in zip(r.get("checkpoints") or [], lls) if not isinstance(ll, (int, float)) or not math.isfinite(ll)]
+            if not lls or bad:
+                raise ValueError(
+                    f"{p}, line {i} (document {r.get('doc_id')}): no finite log-likelihood at checkpoint(s) "
+                    f"{bad or 'any'}; delete the file and rerun its job"
+                )
             out.append({**r, "model": model, "task": task})
     return out
 

@@ -45,6 +45,35 @@ def document_seed(seed: int, doc_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()[:8], "little") & (2**63 - 1)
 
 
+class Progress:
+    """Log lines within one document (neighbours and windows done, seconds per window), at most one every
+    ``EVERY`` seconds: an hours-long document is visibly moving in the job's log."""
+
+    EVERY = 30.0  # seconds between lines
+
+    def __init__(self, doc_id: str, k: int) -> None:
+        self.doc_id, self.k, self.every = doc_id, k, self.EVERY
+        self.t0 = self.last = time.perf_counter()
+        self.windows = 0
+
+    def step(self, neighbor: int, window: int, n_windows: int) -> None:
+        """One training window done (``window`` of ``n_windows`` of neighbour ``neighbor``)."""
+        self.windows += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            log.info(
+                "document %s: neighbour %d/%d, window %d/%d; %d windows in %.0f s (%.2f s per window)",
+                self.doc_id, neighbor, self.k, window, n_windows, self.windows, now - self.t0,
+                (now - self.t0) / self.windows,
+            )
+
+    def evaluating(self, n: int, n_windows: int) -> None:
+        """An evaluation at checkpoint ``n`` starts (a long document's takes minutes)."""
+        if time.perf_counter() - self.t0 >= self.every or n_windows > 64:
+            log.info("document %s: evaluating after %d neighbours (%d windows)", self.doc_id, n, n_windows)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -186,7 +215,11 @@ class TTTRunner:
         rec["seconds"]["reset"] = time.perf_counter() - t0
         checkpoints = self.cfg.checkpoints()
 
+        progress = Progress(doc_id, cfg.k)
+        n_eval_windows = rec["n_windows"]
+
         def checkpoint(n: int) -> None:
+            progress.evaluating(n, n_eval_windows)
             t = time.perf_counter()
             ll = self.evaluate(tokens)
             _sync(dev)
@@ -201,8 +234,9 @@ class TTTRunner:
                 wins = self.train_windows(neighbors[n - 1].text)  # timed apart: the cost figure is training
                 rec["seconds"]["tokenize"].append(time.perf_counter() - t)
                 losses, norms, t = [], [], time.perf_counter()
-                for w in wins:
+                for j, w in enumerate(wins, 1):
                     loss, gn, ok = self.train_step(w)
+                    progress.step(n, j, len(wins))
                     losses.append(loss)
                     norms.append(gn)
                     rec["skipped_steps"] += 0 if ok else 1
@@ -249,7 +283,14 @@ class TTTRunner:
 
     def finish_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         """Drop checkpoints past the neighbours trained on (unless ``pad_checkpoints``: the summary carries the
-        last value forward itself); replace NaN by null, which json holds portably."""
+        last value forward itself); replace NaN by null, which json holds portably. A non-finite log-likelihood
+        before any training is an error: the pretrained model itself is broken, and no result would mean anything."""
+        if rec["checkpoints"][:1] == [0] and not math.isfinite(rec["loglik"][0]):
+            name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or type(self.model).__name__
+            raise ValueError(
+                f"model {name}: log-likelihood {rec['loglik'][0]} on document {rec['doc_id']} before any training; "
+                "its weights are damaged or it overflows in this dtype (delete its prepared folder to prepare it again)"
+            )
         if not self.cfg.pad_checkpoints:
             keep = [i for i, n in enumerate(rec["checkpoints"]) if n <= rec["n_neighbors"]]
             rec["checkpoints"] = [rec["checkpoints"][i] for i in keep]

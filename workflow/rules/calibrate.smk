@@ -1,5 +1,5 @@
-# `snakemake calibrate`: measure this machine's CPU rates for `snakemake plan` (~1 min, one thread): a training
-# step and an evaluation of the first trained model, the embedder, faiss and job start-up, in CPU-seconds.
+# `snakemake calibrate`: measure this machine's CPU rates for `snakemake plan` (~4 min, one thread): a training
+# step and an evaluation of the first trained model, the embedder, faiss, a GGUF conversion and job start-up, in CPU-seconds.
 # The plan uses the file over config/calibration.yaml's cpu section whenever it exists.
 
 CALIBRATION_MODEL = (TRAINED or list(config["models"]))[0]
@@ -21,5 +21,6 @@ rule calibrate:
     params:
         embedder=config["embedder"],
         embedder_name=config["embedder"]["name"],
+        calibration=config["plan"]["calibration"],
     script:
         "../scripts/calibrate.py"

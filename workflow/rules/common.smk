@@ -236,6 +236,13 @@ def method_results():
     )
 
 
+def missing_results():
+    """Per-document result files that are absent, e.g. removed by a job that failed: asked for directly by `all` and
+    `figures`, so they are rebuilt (and the tables after them) even where the tables from an earlier run exist
+    (Snakemake alone builds a missing intermediate file only when something downstream must run)."""
+    return [f for f in ttt_results() + method_results() + lr_tables() if not os.path.exists(f)]
+
+
 def figure_targets():
     names = FIGURES + (METHOD_FIGURES if METHODS else []) + ["claims"] + (["lr"] if LR_MODELS else [])
     return expand(R("figures/{run}/{name}.{ext}"), run=REPORT, name=names, ext=["pdf", "png"])
