@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     flagged = [r for r in rows if "OUTSIDE" in str(r.get("flag", ""))]
     print(f"{len(flagged)} of {len(rows)} rules flagged", file=sys.stderr)
-    planned = plan["wall_hours"] * 3600
+    planned = plan["totals"]["wall_hours"] * 3600
     line = f"wall time on {args.cores} cores: planned {planned / 60:.1f} min"
     if args.wall_s:
         off = args.wall_s / planned - 1

