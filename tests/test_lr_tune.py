@@ -122,9 +122,9 @@ def test_tuning_reads_no_test_document_and_a_same_rate_rerun_retrains_nothing(tu
         df["text"] = ["zzzz " * 50 + str(i) for i in range(len(df))]
         df.to_parquet(path)
     # the valid queries share embed_queries with the test queries, so the search reruns; the choice may not change
-    snakemake("--cores", "2", "--configfile", str(cfg), str(res / "lr/test/tiny.csv"))
+    snakemake("--cores", "2", str(res / "lr/test/tiny.csv"), "--configfile", str(cfg))
     assert (res / "lr/test/tiny.csv").read_bytes() == before
-    forced = snakemake("--cores", "2", "--forcerun", "tune_lr", "--configfile", str(cfg), str(res / "lr/test/tiny.csv"))
+    forced = snakemake("--cores", "2", str(res / "lr/test/tiny.csv"), "--forcerun", "tune_lr", "--configfile", str(cfg))
     assert (res / "lr/test/tiny.csv").read_bytes() == before  # the same choice, from the same scores
     assert "tune_lr" in _jobs(forced)
     # the rate is a param read once tuning is done: an unchanged rate leaves the training jobs' params as they were
