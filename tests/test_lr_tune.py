@@ -93,7 +93,8 @@ def tuned(tmp_path_factory):
 
 
 def _jobs(out) -> set[str]:
-    return {line.split()[-1].rstrip(":") for line in out.stdout.splitlines() if line.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint "))}
+    lines = (out.stdout + out.stderr).splitlines()
+    return {x.split()[-1].rstrip(":") for x in lines if x.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint "))}
 
 
 def test_tuned_rate_reaches_every_training_record(tuned):
