@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from . import jsonl
+from .io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +103,14 @@ def stamp_verified(directory: str | os.PathLike) -> None:
     d = Path(directory)
     stamp = _stamp_path(d)
     try:
-        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_state_key(d)))
-        os.replace(tmp, stamp)
+        write_text(json.dumps(_state_key(d)), stamp)
     except OSError as err:  # a read-only resources folder: verified, but hashed again next time
         log.warning("could not write %s: %s", stamp, err)
 
 
 def verify_manifest(directory: str | os.PathLike) -> None:
-    """Check a model folder against the manifest written when it was prepared: every file present with its size,
-    then its sha256, hashed once per state of the folder (a stamp beside it records the files' sizes and times).
+    """Check a model folder against the manifest written when it was prepared: every file present, then its
+    sha256, hashed once per state of the folder (a stamp beside it records the files' sizes and times).
     A mismatch raises :class:`CorruptModelError` naming the file and saying to delete the folder."""
     d = Path(directory)
     man = d / MANIFEST
