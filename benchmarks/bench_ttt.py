@@ -9,7 +9,7 @@ side in one run; JSON lines on stdout.
 
 A setting is ``dtype:B[:tf32][:compile][:eager|:sdpa-math]``; ``float32:1`` is the paper-style loop
 (:class:`TTTRunner`), ``B > 1`` runs :class:`BatchedTTTRunner` (B documents in lock-step; the time is divided by
-B) with its attention inside the batched forward (default :data:`tttnn.batched.BATCHED_ATTENTION`). Every row
+B) with its attention inside the batched forward (default :data:`tttnn.core.batched.BATCHED_ATTENTION`). Every row
 counts the vmap fallback warnings ("batching rule": a per-copy loop) raised while it ran. ``--profile N``
 prints the N operations with the most self time in one training step and one evaluation of each setting to
 stderr. Models: the offline default (SmolLM2-135M) and randomly initialised gpt2 (124M), gpt2-large (774M) and
@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
-import warnings
 import glob
 import json
 import math
 import platform
 import statistics
+import sys
 import time
+import warnings
 from typing import Any
 
 import torch
 
-from tttnn.batched import ATTENTION_CHOICES, BATCHED_ATTENTION, BatchedTTTRunner
-from tttnn.metrics import aggregate, rolling_windows
-from tttnn.settings import TTTConfig
-from tttnn.ttt import Document, Neighbor, TTTRunner
+from tttnn.core.batched import ATTENTION_CHOICES, BATCHED_ATTENTION, BatchedTTTRunner
+from tttnn.core.metrics import rolling_windows
+from tttnn.report.stats import aggregate
+from tttnn.core.settings import TTTConfig
+from tttnn.core.ttt import Document, Neighbor, TTTRunner
 
 PAPER = "float32:1"
 BATCHING = ["float32:1", "float32:2", "float32:4", "float32:8", "float32:4:sdpa-math"]
@@ -73,7 +74,7 @@ def random_model(kind: str, device: str) -> torch.nn.Module:
 def load(kind: str, device: str, model_path: str | None) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)`` for a benchmark model name."""
     if kind == "smollm2-135m":
-        from tttnn.models import OFFLINE_MODEL, load_model
+        from tttnn.models.load import OFFLINE_MODEL, load_model
 
         return load_model(model_path or OFFLINE_MODEL, device=device)
     return random_model(kind, device), StubTokenizer()

@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from tttnn.plan import MODEL_RULES, load_config, make_plan
+from tttnn.cost.plan import load_config, make_plan
+from tttnn.cost.schedule import MODEL_RULES
 
 # first folder under benchmarks/ -> rule; rules with a model name give its position in the path's parts
 FOLDERS = {

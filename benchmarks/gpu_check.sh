@@ -6,7 +6,9 @@
 #      models and of a gpt2-sized one at 1024 tokens raise no "batching rule" warning (a per-copy loop);
 #   3. the speedup of B = 8 over B = 1 for a gpt2-sized model at 1024 tokens, float32 ($OUT/speedup_b8.json);
 #   4. the benchmark grid: ms per neighbour for gpt2 / gpt2-large / gpt-neo-1.3B sized random models,
-#      B = 1, 4, 8, 16, 32, float32 / TF32 / bfloat16 (autocast and pure), one torch.compile row.
+#      B = 1, 4, 8, 16, 32, float32 / TF32 / bfloat16 (autocast and pure), one torch.compile row;
+#   5. the embedder by embedder.dtype: a RoBERTa-large-shaped encoder at 512 tokens in float32, bfloat16 and
+#      float16, seconds for 4,200 texts and the neighbour overlap with float32 ($OUT/embed_dtype.json).
 # Every step writes JSON lines to $OUT (default ./gpu_results); a step that runs out of time is cut by
 # `timeout` and the next one starts, so partial results still come back. Exit status 1 when any fallback
 # warning was raised (step 2 failed, or a benchmark row has "fallback_warnings" > 0).
@@ -28,9 +30,9 @@ from pathlib import Path
 import torch
 from conftest import make_tiny_gpt2
 from transformers import GPT2Config, GPT2LMHeadModel
-from tttnn.batched import BatchedTTTRunner
-from tttnn.models import load_model
-from tttnn.ttt import Document, Neighbor, TTTConfig, TTTRunner
+from tttnn.core.batched import BatchedTTTRunner
+from tttnn.models.load import load_model
+from tttnn.core.ttt import Document, Neighbor, TTTConfig, TTTRunner
 from test_batched import _docs
 
 class Tok:
@@ -90,10 +92,10 @@ from pathlib import Path
 import torch
 from conftest import make_tiny_family, make_tiny_gpt2
 from transformers import GPT2Config, GPT2LMHeadModel
-from tttnn.batched import BATCHED_ATTENTION, BatchedTTTRunner
-from tttnn.metrics import rolling_windows
-from tttnn.models import load_model
-from tttnn.ttt import TTTConfig
+from tttnn.core.batched import BATCHED_ATTENTION, BatchedTTTRunner
+from tttnn.core.metrics import rolling_windows
+from tttnn.models.load import load_model
+from tttnn.core.ttt import TTTConfig
 
 class Tok:
     eos_token_id = bos_token_id = 0
@@ -173,7 +175,11 @@ timeout 90 "$PY" benchmarks/bench_ttt.py --device cuda --models gpt2-sized-rando
     --settings float32:1:tf32:compile float32:8:tf32:compile --repeats 3 >"$OUT/bench_compile.jsonl" \
     2>"$OUT/bench_compile.log"
 echo "compile rc=$?" >&2
-cat "$OUT"/*.jsonl
+echo "== embedder by dtype (RoBERTa-large shape, 512 tokens)" >&2
+timeout 240 "$PY" benchmarks/embed_dtype.py --device cuda --random-roberta-large --max-seq-length 512 \
+    --batch-size 128 --out "$OUT/embed_dtype.json" >"$OUT/embed_dtype.log" 2>&1
+echo "embed dtype rc=$?" >&2
+cat "$OUT"/*.jsonl "$OUT"/embed_dtype.json
 # a fallback anywhere fails the check: the fallback step, or any benchmark row that counted one
 bad_rows=$(cat "$OUT"/bench_*.jsonl 2>/dev/null | grep -c '"fallback_warnings": [1-9]')
 echo "fallback step rc=$fallback_rc; benchmark rows with fallback warnings: $bad_rows" >&2

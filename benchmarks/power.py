@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tttnn import jsonl
-from tttnn.metrics import PILE_WEIGHTS
+from tttnn.data.tasks import PILE_WEIGHTS
 
 Z = 1.96 + 0.84  # two-sided 95% interval, 80% power
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -10,10 +9,9 @@ from typing import Any
 
 import yaml
 
-from .settings import TTTConfig
-from .tasks import MINIPILE_TASKS, PILE_TASKS
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+from tttnn.core.settings import LRTuneSettings, TTTConfig
+from tttnn.data.tasks import MINIPILE_TASKS, PILE_TASKS
+from tttnn.models.specs import HUB_ID, hub_dir, local_spec, looks_local
 
 
 class ConfigError(ValueError):
@@ -27,19 +25,19 @@ def _check_model_path(key: str, path: str | dict, resources: str | os.PathLike =
         if "/" not in path.removeprefix("package:"):
             raise ConfigError(f"{key}: expected package:<module>/<file>, got {path!r}")
         return
-    looks_local = path.startswith(("/", ".", "~")) or path.endswith(".gguf") or Path(path).exists()
-    if looks_local and not Path(path).expanduser().exists():
+    local = looks_local(path)
+    if local and not Path(path).expanduser().exists():
         raise ConfigError(f"{key}: local model path {path!r} does not exist")
     p = Path(path).expanduser()
-    if looks_local and p.is_dir() and not (p / "config.json").is_file() and not (p / "modules.json").is_file():
+    if local and p.is_dir() and not (p / "config.json").is_file() and not (p / "modules.json").is_file():
         raise ConfigError(f"{key}: {path!r} is a directory without config.json: not a saved model")
-    fetched = (Path(resources) / "hub" / path.replace("/", "--")).is_dir()  # tttnn.fetch.hub_dir
-    if not looks_local and HUB_ID.match(path) and _offline() and not _hub_cached(path) and not fetched:
+    fetched = hub_dir(resources, path).is_dir()
+    if not local and HUB_ID.match(path) and _offline() and not _hub_cached(path) and not fetched:
         raise ConfigError(
             f"{key}: {path!r} is a hub id, but HF_HUB_OFFLINE is set and it is not in the local cache nor fetched "
             f"into {resources}/hub/: run `snakemake download` where the hub can be reached"
         )
-    if not looks_local and not HUB_ID.match(path):
+    if not local and not HUB_ID.match(path):
         raise ConfigError(f"{key}: {path!r} is neither an existing path nor a hub id like 'gpt2' or 'org/name'")
 
 
@@ -166,7 +164,7 @@ def embedder_dim(spec: str) -> int | None:
     """The embedding dimension of a local (or package) sentence-transformers/HF model, if it can be read cheaply."""
     import json
 
-    from .models import resolve_spec
+    from tttnn.models.load import resolve_spec
 
     try:
         path = Path(resolve_spec(spec))
@@ -221,7 +219,6 @@ def lr_is_auto(config: dict[str, Any], model: str) -> bool:
 
 def lr_tune_settings(config: dict[str, Any], model: str):
     """A model's ``ttt.lr_grid`` and ``ttt.lr_tune`` (with its ``models.<m>.ttt`` overrides)."""
-    from .lr_tune import LRTuneSettings
 
     merged = _merged_ttt(config, model)
     given = {**(merged.get("lr_tune") or {}), **({"grid": merged["lr_grid"]} if "lr_grid" in merged else {})}
@@ -290,19 +287,20 @@ def model_positions(model_dir: str | os.PathLike) -> int | None:
     """The position limit in a prepared model directory's config.json, or None when it does not say."""
     import json
 
-    from .models import config_positions
+    from tttnn.models.load import config_positions
 
     cfg = Path(model_dir) / "config.json"
     return config_positions(json.loads(cfg.read_text())) if cfg.is_file() else None
 
 
 def performance_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
-    """A model's settings that change speed, not results (``ttt.eval_batch_size``, ``batch_documents``, ``tf32``,
-    ``compile``, and the device): scripts read them from the config, so changing one reruns nothing."""
-    from .settings import PERFORMANCE_KEYS
+    """A model's run settings that are not params: ``ttt.eval_batch_size``, ``batch_documents`` and the device
+    (speed only, so changing one reruns nothing), and ``tf32`` / ``compile`` (in the params too when on)."""
+    from tttnn.core.settings import PERFORMANCE_KEYS, RESULT_WHEN_ON
 
     cfg = ttt_config(config, model).model_dump()
-    return {**{k: cfg[k] for k in PERFORMANCE_KEYS}, "device": config.get("ttt", {}).get("device", "auto")}
+    keys = PERFORMANCE_KEYS + RESULT_WHEN_ON
+    return {**{k: cfg[k] for k in keys}, "device": config.get("ttt", {}).get("device", "auto")}
 
 
 def method_section(config: dict[str, Any], method: str) -> dict[str, Any]:
@@ -338,8 +336,7 @@ def check_config(config: dict[str, Any]) -> None:
                 raise ConfigError(f"corpus.pile.{split}: required when corpus.source is pile")
             srcs = [pile[split]] if isinstance(pile[split], str) else pile[split]
             for src in srcs:
-                looks_local = src.startswith(("/", ".", "~")) or src.endswith((".jsonl", ".zst", ".json", ".gz"))
-                if looks_local and not Path(src).expanduser().exists():
+                if looks_local(src, (".jsonl", ".zst", ".json", ".gz")) and not Path(src).expanduser().exists():
                     raise ConfigError(f"corpus.pile.{split}: file {src!r} does not exist")
     mp = corpus.get("minipile") or {}
     if corpus["source"] == "minipile" and mp.get("min_chars", 0) >= mp.get("max_chars", float("inf")):
@@ -356,7 +353,6 @@ def check_config(config: dict[str, Any]) -> None:
             f"retrieve.k = {k}, but the corpus settings allow at most {bound} chunks in the index "
             "(corpus.max_train_docs, corpus.tasks, chunk size): lower retrieve.k"
         )
-    from .fetch import local_spec
 
     resources = config.get("resources_dir", "resources")
     emb_path = local_spec(config["embedder"]["path"], resources)  # a fetched hub embedder tells its dimension

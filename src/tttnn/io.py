@@ -53,6 +53,12 @@ def write_parquet(df, path: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def write_csv(df, path: str | os.PathLike) -> None:
+    """Write a pandas frame as CSV (no index) atomically: every table of the workflow goes through here."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
 def write_npy(arr, path: str | os.PathLike) -> None:
     import numpy as np
 

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import section_name
-from .io import write_npy, write_parquet, write_text
+from tttnn.io import write_npy, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ def build_corpus(
     """
     import json
 
-    from .corpus import build_pile, drop_empty, write_shards
-    from .minipile import build_minipile
+    from tttnn.data.corpus import build_pile, drop_empty, write_shards
+    from tttnn.data.minipile import build_minipile
 
     tasks = corpus["tasks"]
     n_test, n_valid = corpus["n_test_docs"], corpus.get("n_valid_docs", 0) if out_valid else 0
@@ -57,7 +56,7 @@ def build_corpus(
             **corpus.get("minipile", {}),
         )
     elif not out_train:  # the Pile's train shards are streamed by their own jobs (build_corpus_shard)
-        from .corpus import COLUMNS, sample_pile_test
+        from tttnn.data.corpus import COLUMNS, sample_pile_test
 
         train = pd.DataFrame(columns=COLUMNS)
         skip = corpus.get("skip_bad_records", False)
@@ -112,11 +111,11 @@ def build_corpus_shard(corpus: dict[str, Any], shard: int, out_path: str, out_st
     """One train shard of a Pile source, streamed from its own file(s) into parquet row groups, and its counts.
 
     ``corpus`` holds only what decides the shard's documents: ``pile.train``, ``n_shards``, ``max_train_docs``
-    (a cap over all shards: each keeps its :func:`tttnn.corpus.shard_quota`) and ``skip_bad_records``.
+    (a cap over all shards: each keeps its :func:`tttnn.data.corpus.shard_quota`) and ``skip_bad_records``.
     """
     import json
 
-    from .corpus import stream_pile_shard
+    from tttnn.data.corpus import stream_pile_shard
 
     bad: list[str] = []
     stats = stream_pile_shard(
@@ -146,9 +145,9 @@ def chunk_shard(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .chunk import CHUNK_COLUMNS, chunk_documents
-    from .io import atomic_path
-    from .models import resolve_spec
+    from tttnn.data.chunk import CHUNK_COLUMNS, chunk_documents
+    from tttnn.io import atomic_path
+    from tttnn.models.load import resolve_spec
 
     tokenizer = None
     if chunk.get("mode", "document") == "window":
@@ -171,7 +170,7 @@ def chunk_shard(
 
 def query_texts(test: pd.DataFrame, retrieve: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(query texts, evaluated texts) of a task's test documents under ``retrieve.query``."""
-    from .chunk import split_query
+    from tttnn.data.chunk import split_query
 
     pairs = [
         split_query(t, retrieve.get("query", "full"), retrieve.get("split_max_tokens", 1024)) for t in test["text"]
@@ -193,7 +192,7 @@ def embed_files(
     ``batch_size`` and ``device`` (else ``embedder``'s) change speed, not the vectors. Texts of a shard
     (``column='text'``) are embedded in resumable blocks into the .npy on disk; query sets (small) at once.
     """
-    from .embed import Embedder, embed_parquet_blocks
+    from tttnn.retrieval.embed import Embedder, embed_parquet_blocks
 
     emb = Embedder(
         embedder["path"],
@@ -201,6 +200,7 @@ def embed_files(
         embedder.get("max_seq_length", 256),
         device or embedder.get("device", "auto"),
         embedder.get("tokenizer"),
+        embedder.get("dtype", "float32"),
     )
     batch_size = batch_size or embedder.get("batch_size", 64)
     for in_path, out_path in zip(in_paths, out_paths, strict=True):
@@ -227,8 +227,8 @@ def index_shard(in_path: str, out_path: str, index: dict[str, Any]) -> None:
     """Embeddings of one shard -> a saved faiss index."""
     import faiss
 
-    from .index import NpyRows, build_index
-    from .io import atomic_path
+    from tttnn.io import atomic_path
+    from tttnn.retrieval.index import NpyRows, build_index
 
     vec = NpyRows(in_path)  # read from disk block by block: memory is the index, not the embeddings as well
     t0 = time.perf_counter()
@@ -258,8 +258,8 @@ def search_shard(
     neighbours it keeps (``merge_shards``)."""
     import faiss
 
-    from .index import NpyRows, to_gpus
-    from .retrieve import search_shard_files
+    from tttnn.retrieval.index import NpyRows, to_gpus
+    from tttnn.retrieval.retrieve import search_shard_files
 
     index = to_gpus(faiss.read_index(index_path), gpus, nprobe)
     vectors = NpyRows(vectors_path) if vectors_path and rerank else None
@@ -320,7 +320,7 @@ def merge_shards(
     ``k`` above the number of chunks in the whole index fails here, naming both numbers, instead of
     letting every document record checkpoints past the neighbours it could ever train on.
     """
-    from .retrieve import NEIGHBOR_COLUMNS, attach_texts, merge_neighbors, queries_without
+    from tttnn.retrieval.retrieve import NEIGHBOR_COLUMNS, attach_texts, merge_neighbors, queries_without
 
     if chunks:
         check_k_fits(chunks, k)
@@ -346,188 +346,3 @@ def merge_shards(
         short.max() if len(short) else 0,
     )
     write_parquet(merged, out_path)
-
-
-def prepare_model(
-    source: str | dict[str, Any],
-    out_dir: str,
-    join_dir: str | None = None,
-    dtype: str = "float32",
-    config: dict[str, Any] | None = None,
-    model: str | None = None,
-) -> None:
-    """A model spec (hub id, local dir, GGUF, GGUF split across package files, joined into ``join_dir``)
-    -> a plain local model directory (weights stored in ``dtype``) with a sha256 manifest.
-
-    With the workflow ``config`` and the ``model``'s name, every length setting of that model is checked
-    against its position limit as soon as the model's config is read, before anything is written.
-    """
-    from .config import check_lengths
-    from .models import prepare
-
-    def check(limit: int | None) -> None:
-        if config is not None and model is not None:
-            check_lengths(config, model, limit)
-
-    t0 = time.perf_counter()
-    prepare(source, out_dir, join_dir=join_dir, dtype=dtype, check=check)
-    log.info("prepared %s in %s (%.1f s)", source, out_dir, time.perf_counter() - t0)
-
-
-def load_documents(neighbors_path: str | None, test_path: str, query: str = "full", split_max_tokens: int = 1024):
-    """A task's test documents (the evaluated text under ``retrieve.query``) with their neighbours in rank order."""
-    from .resume import Document
-    from .ttt import Neighbor
-
-    test = pd.read_parquet(test_path)
-    nb = pd.read_parquet(neighbors_path) if neighbors_path else None
-    _, eval_texts = query_texts(test, {"query": query, "split_max_tokens": split_max_tokens})
-    groups = {q: g.sort_values("rank") for q, g in nb.groupby("query_id")} if nb is not None else {}
-    docs = []
-    for (doc_id, task), text in zip(zip(test["doc_id"], test["task"]), eval_texts):
-        g = groups.get(doc_id)
-        neighbors = (
-            [] if g is None else [Neighbor(c, t, float(d)) for c, t, d in zip(g["chunk_id"], g["text"], g["distance"])]
-        )
-        secs = float(g["search_seconds"].iloc[0]) if g is not None else 0.0
-        docs.append(Document(doc_id, text, neighbors, {"task": task, "retrieve_seconds": secs}))
-    return docs
-
-
-def _as_list(x: str | Sequence[str] | None, n: int) -> list:
-    if x is None or isinstance(x, str):
-        return [x] * n
-    return list(x)
-
-
-def run_ttt(
-    model_dir: str,
-    neighbors_paths: str | Sequence[str],
-    test_paths: str | Sequence[str],
-    out_paths: str | Sequence[str],
-    ttt: dict[str, Any],
-    query: str = "full",
-    split_max_tokens: int = 1024,
-    device: str = "auto",
-    n_docs: int | None = None,
-) -> None:
-    """TTT-NN (or, with k = 0, plain evaluation) on every test document of each task (the first ``n_docs``
-    when set), resumable; one JSONL line per document; the model is loaded once for all the tasks given."""
-    from .models import load_model
-    from .resume import finalize, provenance
-    from .ttt import TTTConfig, TTTRunner, run_task
-
-    outs = _as_list(out_paths, 1)
-    tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
-    cfg = TTTConfig(**ttt)
-    # the fingerprint holds what determines results, not how fast they come (eval batch, batch_documents, ...)
-    settings = {**cfg.result_settings(), "query": query, "split_max_tokens": split_max_tokens}
-    # weights load in float32; the runner applies ttt.dtype (autocast, or bf16 weights with a float32 master)
-    model, tok = load_model(model_dir, device=device, dtype="float32")
-    if cfg.batch_documents > 1 and cfg.k > 0:
-        from .batched import BatchedTTTRunner
-
-        runner: TTTRunner = BatchedTTTRunner(model, tok, cfg, cfg.batch_documents)
-    else:
-        runner = TTTRunner(model, tok, cfg)
-    for nb, test, out in zip(nbs, tests, outs, strict=True):
-        docs = load_documents(nb, test, query, split_max_tokens)[:n_docs]
-        prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
-        log.info("TTT on %d documents of %s: %s", len(docs), Path(test).stem, settings)
-        recs = run_task(runner, docs, out, prov, batch_size=cfg.batch_documents, finalize=False)
-        log.info("done: %d documents", len(recs))
-    finalize(outs)
-
-
-ABLATIONS = ("order-", "index_size-", "dynamic_eval")
-# the methods that never train (their records carry no learning rate)
-NO_TRAINING = ("incontext", "interpolation", "interpolation_valid")
-
-
-def method_runner(method: str, model, tok, cfg, methods: dict[str, Any], retrieve: dict[str, Any]):
-    """The runner of one baseline or ablation (see ``methods`` in the config schema)."""
-    section = methods.get(section_name(method)) or {}
-    if method == "incontext":
-        from .incontext import InContextRunner, InContextSettings
-
-        if section.get("max_length"):
-            cfg = cfg.model_copy(update={"max_length": section["max_length"]})
-        keys = ("budget", "max_distance", "separator")
-        return InContextRunner(model, tok, cfg, InContextSettings(**{k: section[k] for k in keys if k in section}))
-    if method in ("interpolation", "interpolation_valid"):
-        from .interpolation import InterpolationRunner, InterpolationSettings
-
-        return InterpolationRunner(model, tok, cfg, InterpolationSettings(**section))
-    if method == "dynamic_eval":
-        from .dynamic_eval import DynamicEvalRunner, DynamicEvalSettings
-
-        cap = section.get("split_max_tokens", retrieve.get("split_max_tokens", 1024))
-        return DynamicEvalRunner(model, tok, cfg, DynamicEvalSettings(max_tokens=cap, steps=section.get("steps")))
-    if method.startswith("order-"):
-        from .order import OrderRunner, OrderSettings
-
-        order = method.removeprefix("order-")
-        settings = OrderSettings(
-            order=order, batch_size=section.get("batch_size", 5), shuffle=section.get("shuffle", True)
-        )
-        return OrderRunner(model, tok, cfg, settings)
-    if method.startswith("index_size-"):
-        from .ttt import TTTRunner
-
-        return TTTRunner(model, tok, cfg)
-    raise ValueError(f"unknown method {method!r}")
-
-
-def run_method(
-    method: str,
-    model_dir: str,
-    neighbors_paths: str | Sequence[str] | None,
-    test_paths: str | Sequence[str],
-    out_paths: str | Sequence[str],
-    ttt: dict[str, Any],
-    methods: dict[str, Any],
-    retrieve: dict[str, Any],
-    device: str = "auto",
-) -> None:
-    """One baseline or ablation on the test documents of each task given (the ablations on the first
-    ``methods.n_docs``, evaluated at ``methods.eval_at``, default 0 and k), resumable like TTT; the model
-    is loaded once for all tasks, and no task's file is published before all are done."""
-    from .models import load_model
-    from .resume import finalize, provenance, run_task
-    from .settings import TTTConfig
-
-    outs = _as_list(out_paths, 1)
-    tests, nbs = _as_list(test_paths, len(outs)), _as_list(neighbors_paths, len(outs))
-    cfg = TTTConfig(**ttt)
-    if methods.get("k"):
-        if cfg.k and methods["k"] > cfg.k:  # refused at config check too; never clamp without a word
-            raise ValueError(f"methods.k = {methods['k']} exceeds retrieve.k = {cfg.k}")
-        cfg = cfg.model_copy(update={"k": methods["k"] if cfg.k else 0})
-    ablation = method.startswith(ABLATIONS)
-    if ablation:
-        cfg = cfg.model_copy(update={"eval_at": methods.get("eval_at") or [0, cfg.k]})
-    # dynamic evaluation splits the whole document itself, into the part it trains on and the part it scores
-    query = "full" if method == "dynamic_eval" else retrieve.get("query", "full")
-    section = methods.get(section_name(method)) or {}
-    result = cfg.result_settings()
-    if method in NO_TRAINING:  # these never take a step: the rate is not theirs (and not in their params)
-        result = {k: v for k, v in result.items() if k not in ("lr", "lr_source")}
-    settings = {
-        **result,
-        "method": method,
-        "method_settings": section,
-        "query": query,
-        "split_max_tokens": retrieve.get("split_max_tokens", 1024),
-        "n_docs": methods.get("n_docs") if ablation else None,
-    }
-    model, tok = load_model(model_dir, device=device, dtype="float32")
-    runner = method_runner(method, model, tok, cfg, methods, retrieve)
-    for nb, test, out in zip(nbs, tests, outs, strict=True):
-        docs = load_documents(nb, test, query, retrieve.get("split_max_tokens", 1024))
-        if ablation and methods.get("n_docs"):
-            docs = docs[: methods["n_docs"]]
-        prov = provenance(settings, {"model": model_dir, "neighbors": nb, "test": test})
-        log.info("%s on %d documents of %s: %s", method, len(docs), Path(test).stem, settings)
-        recs = run_task(docs, out, runner.run_batch, prov, finalize=False)
-        log.info("done: %d documents", len(recs))
-    finalize(outs)

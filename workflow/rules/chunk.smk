@@ -17,7 +17,7 @@ rule chunk:
     threads: 1
     resources:
         mem_mb=job_res("chunk", "mem_mb", 2000),
-        runtime=job_res("chunk", "runtime", 30),
+        runtime=rule_runtime(config, "chunk"),
         gpu=job_res("chunk", "gpus", 0),
     params:
         chunk=config["chunk"],

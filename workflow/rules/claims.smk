@@ -1,4 +1,4 @@
-# The paper's claims as paired differences with bootstrap intervals over documents (tttnn.claims).
+# The paper's claims as paired differences with bootstrap intervals over documents (tttnn.report.claims).
 
 
 rule claims:

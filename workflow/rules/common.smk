@@ -16,16 +16,36 @@ from tttnn.config import (
     report_name,
     ttt_config,
 )
-from tttnn.fetch import hub_dir, hub_downloads, hub_repo
-from tttnn.lr_tune import chosen_lr
-from tttnn.jobs import check_job_resources, job_resource, methods_per_task, model_resource_fn
-from tttnn.plan import cpu_calibration_path
-from tttnn.tasks import shard_names
+from tttnn.blocks import (
+    block_file,
+    block_ranges,
+    block_size,
+    blocks_enabled,
+    check_blocks,
+    n_blocks,
+    rule_docs,
+)
+from tttnn.models.fetch import hub_downloads
+from tttnn.models.specs import hub_dir, hub_repo
+from tttnn.methods.lr_tune import chosen_lr
+from tttnn.jobs import (
+    check_job_resources,
+    index_job_mem_mb,
+    job_resource,
+    methods_per_task,
+    model_resource_fn,
+    rule_runtime,
+    search_job_mem_mb,
+)
+from tttnn.cost.plan import planned_block_sizes
+from tttnn.cost.rates import cpu_calibration_path
+from tttnn.data.tasks import shard_names
 
 coerce_overrides(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 check_job_resources(config)
+check_blocks(config)
 
 # On one machine, never start jobs whose declared mem_mb add up to more than 85% of its RAM (the large
 # model alone needs 9 GB); `--resources mem_mb=N` sets another limit. Cluster runs (remote nodes) are not
@@ -73,6 +93,7 @@ wildcard_constraints:
     split=r"test|valid",
     nshards=r"\d+",
     order=r"farthest|batch",
+    block=r"\d+",
 
 
 def R(path):
@@ -217,16 +238,82 @@ PER_TASK_METHODS = methods_per_task(config)
 
 
 def method_files(pattern):
-    """A method job's files from a pattern with {task}: that task's (per-task jobs) or every corpus task's."""
-    if PER_TASK_METHODS:
+    """A method job's files from a pattern with {task}: that task's (per-task jobs, blocks) or every corpus task's."""
+    if PER_TASK_METHODS or BLOCKED:
         return pattern
     return expand(pattern, task=ALL_TASKS, allow_missing=True)
 
 
+def method_output(stem):
+    """A method job's output files for ``<stem>/{task}.jsonl``: that task's, every corpus task's, or one block."""
+    return doc_output(f"{stem}/{{task}}") if BLOCKED else method_files(R(f"{stem}/{{task}}.jsonl"))
+
+
 def method_job_file(kind, name, ext):
-    """Log or benchmark of a method job, named by its wildcards: <kind>/<name>[/<task>]<ext> under results."""
-    parts = [kind, name, "{task}"] if PER_TASK_METHODS else [kind, name]
+    """Log or benchmark of a method job, named by its wildcards: <kind>/<name>[/<task>[/<block>]]<ext> under
+    results."""
+    parts = [kind, name, "{task}", "{block}"] if BLOCKED else [kind, name, "{task}"] if PER_TASK_METHODS else [kind, name]
     return R(os.path.join(*parts) + ext)
+
+
+# cluster.max_runtime / cluster.block_docs: every per-document rule (ttt, evaluate, the methods) runs one job per
+# block of a task's documents into blocks/<its file's path>/<block>.jsonl, and merge_blocks joins them into the
+# task's file in document order (workflow/rules/blocks.smk)
+BLOCKED = blocks_enabled(config)
+PLANNED_BLOCKS = planned_block_sizes(config) if BLOCKED else {}
+
+
+def doc_output(stem):
+    """A per-document rule's output for the file ``<stem>.jsonl`` (``stem`` with wildcards, under results): the
+    task's file, or with blocks one block of it."""
+    return block_file(RESULTS, stem, "{block}") if BLOCKED else R(f"{stem}.jsonl")
+
+
+def doc_job_file(kind, name, ext):
+    """Log or benchmark of a ttt or evaluate job: <kind>/<name>[/<block>]<ext> (``name`` ends with the task)."""
+    return R(os.path.join(kind, name, "{block}") + ext if BLOCKED else os.path.join(kind, name) + ext)
+
+
+def eval_files(pattern):
+    """evaluate's files from a pattern with {task}: every corpus task's (one job per model), or with blocks the
+    one task's."""
+    return pattern if BLOCKED else expand(pattern, task=ALL_TASKS, allow_missing=True)
+
+
+def eval_job_file(kind):
+    """Log or benchmark of an evaluate job."""
+    ext = ".log" if kind == "logs" else ".tsv"
+    return doc_job_file(kind, "evaluate/{run}/{model}/{task}", ext) if BLOCKED else R(f"{kind}/evaluate/{{run}}/{{model}}{ext}")
+
+
+def block_rule(kind, model, name):
+    """Which rule writes the blocks of ``<kind>/<run>/<model>/<name>.jsonl``, where name is a task or method/task."""
+    if kind == "ttt":
+        return "ttt" if model in TRAINED else "evaluate"
+    return Path(name).parts[0].split("-")[0]
+
+
+def block_parts(wildcards):
+    """merge_blocks' inputs: every block of one task's file, in document order."""
+    rule_name = block_rule(wildcards.kind, wildcards.model, wildcards.name)
+    size = block_size(config, PLANNED_BLOCKS, rule_name, wildcards.model)
+    stem = f"{wildcards.kind}/{wildcards.run}/{wildcards.model}/{wildcards.name}"
+    n = n_blocks(rule_docs(config, rule_name, wildcards.model), size)
+    return [block_file(RESULTS, stem, b) for b in range(n)]
+
+
+def block_params(rule):
+    """Params of a per-document rule: with blocks, its block's [start, stop) of the task's documents; none
+    otherwise (so a run without blocks keeps the params of its finished jobs)."""
+    if not BLOCKED:
+        return {}
+
+    def block(wildcards):
+        size = block_size(config, PLANNED_BLOCKS, rule, wildcards.model)
+        ranges = block_ranges(rule_docs(config, rule, wildcards.model), size)
+        return list(ranges[int(wildcards.block)])
+
+    return {"block": block}
 
 
 def method_results():
@@ -278,12 +365,13 @@ def corpus_params(part):
 def embedder_params():
     """Embedder keys that decide the vectors (batch size, device and GPUs are read by the script)."""
     e = config["embedder"]
-    return {k: e[k] for k in ("path", "kind", "tokenizer", "max_seq_length") if k in e}
+    keys = ("path", "kind", "tokenizer", "max_seq_length") + (("dtype",) if e.get("dtype", "float32") != "float32" else ())
+    # the dtype only when half precision: float32 runs keep the params their finished jobs were recorded with
+    return {k: e[k] for k in keys if k in e}
 
 
 def index_mem_mb(wildcards, input):
-    """Memory of an index job from its shard: Flat holds every vector; a compressed index its codes (+ ids),
-    the training sample and one block (tttnn.index.build_index)."""
+    """Memory of an index job from its shard's vectors (tttnn.jobs.index_job_mem_mb, the plan's formula too)."""
     import numpy as np
 
     with open(input[0], "rb") as fh:
@@ -291,20 +379,12 @@ def index_mem_mb(wildcards, input):
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape = read(fh)[0]
     n, dim = shape if len(shape) == 2 else (0, 1)
-    factory = config["index"]["factory"]
-    mb = 2**20
-    if factory == "Flat":
-        need = n * dim * 4
-    else:
-        m = re.search(r"PQ(\d+)", factory)
-        code = int(m.group(1)) if m else dim * 4
-        need = n * (code + 8) + min(n, config["index"]["train_size"]) * dim * 4 + 65536 * dim * 4
-    return int(1000 + 1.2 * need / mb)
+    return index_job_mem_mb(config["index"]["factory"], n, dim, config["index"]["train_size"])
 
 
 def search_mem_mb(wildcards, input):
-    """Memory of a search job: its index (as saved) and a batch of texts for the copy filter."""
-    return int(1500 + 1.2 * os.path.getsize(input.index) / 2**20)
+    """Memory of a search job from its index as saved (tttnn.jobs.search_job_mem_mb, the plan's formula too)."""
+    return search_job_mem_mb(os.path.getsize(input.index))
 
 
 def all_shard_docs(wildcards):

@@ -17,7 +17,7 @@ if config["corpus"]["source"] == "pile":
         threads: 1
         resources:
             mem_mb=2000,
-            runtime=240,
+            runtime=rule_runtime(config, "build_corpus_shard"),
         params:
             corpus=corpus_params("train"),
         script:
@@ -37,7 +37,7 @@ if config["corpus"]["source"] == "pile":
         threads: 1
         resources:
             mem_mb=2000,
-            runtime=240,
+            runtime=rule_runtime(config, "build_corpus"),
         params:
             corpus=corpus_params("test"),
         script:
@@ -60,7 +60,7 @@ else:
         threads: 1
         resources:
             mem_mb=4000,
-            runtime=60,
+            runtime=rule_runtime(config, "build_corpus"),
         params:
             corpus=config["corpus"],
         script:

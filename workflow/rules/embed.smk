@@ -16,7 +16,7 @@ rule embed:
     threads: config["job_threads"]
     resources:
         mem_mb=job_res("embed", "mem_mb", config["embedder"]["mem_mb"]),
-        runtime=job_res("embed", "runtime", config["embedder"]["runtime"]),
+        runtime=rule_runtime(config, "embed"),
         gpu=job_res("embed", "gpus", config["embedder"]["gpus"]),
     params:
         embedder=embedder_params(),
@@ -42,7 +42,7 @@ rule embed_queries:
     threads: config["job_threads"]
     resources:
         mem_mb=job_res("embed_queries", "mem_mb", config["embedder"]["mem_mb"]),
-        runtime=job_res("embed_queries", "runtime", 60),
+        runtime=rule_runtime(config, "embed_queries"),
         gpu=job_res("embed_queries", "gpus", config["embedder"]["gpus"]),
     params:
         embedder=embedder_params(),

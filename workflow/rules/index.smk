@@ -12,7 +12,7 @@ rule index:
     threads: config["job_threads"]
     resources:
         mem_mb=job_res("index", "mem_mb", index_mem_mb),
-        runtime=job_res("index", "runtime", 60),
+        runtime=rule_runtime(config, "index"),
         gpu=job_res("index", "gpus", 0),
     params:
         index={k: config["index"][k] for k in ("factory", "train_size")},

@@ -4,7 +4,8 @@
 # and start-up; a run restricted with `tasks` reuses it). Either way each task's file holds the same records: a
 # method treats documents one by one with per-document seeds, and interpolation's alpha is chosen per task
 # afterwards (summarize_methods). A job writes one JSONL line per document as it finishes (resumable,
-# fingerprinted) and publishes its files together, with the same metric code as TTT.
+# fingerprinted) and publishes its files together, with the same metric code as TTT. With cluster blocks
+# (cluster.max_runtime, cluster.block_docs), one job per block of a task's documents, merged per task.
 
 
 rule incontext:
@@ -13,7 +14,7 @@ rule incontext:
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/incontext/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/incontext"),
     log:
         method_job_file("logs", "incontext/{run}/{model}", ".log"),
     benchmark:
@@ -30,6 +31,7 @@ rule incontext:
         method="incontext",
         methods=method_params("incontext"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("incontext"),
     script:
         "../scripts/method.py"
 
@@ -40,7 +42,7 @@ rule interpolation:
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/interpolation/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/interpolation"),
     log:
         method_job_file("logs", "interpolation/{run}/{model}", ".log"),
     benchmark:
@@ -57,6 +59,7 @@ rule interpolation:
         method="interpolation",
         methods=method_params("interpolation"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("interpolation"),
     script:
         "../scripts/method.py"
 
@@ -67,7 +70,7 @@ rule interpolation_valid:
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/valid/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/valid/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/interpolation_valid/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/interpolation_valid"),
     log:
         method_job_file("logs", "interpolation_valid/{run}/{model}", ".log"),
     benchmark:
@@ -84,6 +87,7 @@ rule interpolation_valid:
         method="interpolation_valid",
         methods=method_params("interpolation_valid"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("interpolation_valid"),
     script:
         "../scripts/method.py"
 
@@ -96,7 +100,7 @@ rule dynamic_eval:
         k_fits=R(f"checks/{CORPUS}/{EMBEDDER}/k-{config['retrieve']['k']}.ok"),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/dynamic_eval/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/dynamic_eval"),
     log:
         method_job_file("logs", "dynamic_eval/{run}/{model}", ".log"),
     benchmark:
@@ -113,6 +117,7 @@ rule dynamic_eval:
         method="dynamic_eval",
         methods=method_params("dynamic_eval"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("dynamic_eval"),
     script:
         "../scripts/method.py"
 
@@ -124,7 +129,7 @@ rule order:
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/order-{order}/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/order-{order}"),
     log:
         method_job_file("logs", "order/{run}/{model}/{order}", ".log"),
     benchmark:
@@ -141,6 +146,7 @@ rule order:
         method="order",
         methods=method_params("order"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("order"),
     script:
         "../scripts/method.py"
 
@@ -152,7 +158,7 @@ rule index_size:
         neighbors=method_files(R(f"neighbors/{RETRIEVAL}/test/shards-{{nshards}}/{{task}}.parquet")),
         test=method_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        method_files(R("baselines/{run}/{model}/index_size-{nshards}/{task}.jsonl")),
+        method_output("baselines/{run}/{model}/index_size-{nshards}"),
     log:
         method_job_file("logs", "index_size/{run}/{model}/{nshards}", ".log"),
     benchmark:
@@ -169,5 +175,6 @@ rule index_size:
         method="index_size",
         methods=method_params("index_size"),
         retrieve=RETRIEVE_QUERY,
+        **block_params("index_size"),
     script:
         "../scripts/method.py"

@@ -27,7 +27,7 @@ rule search_shard:
     threads: config["job_threads"]
     resources:
         mem_mb=job_res("search_shard", "mem_mb", search_mem_mb),
-        runtime=job_res("search_shard", "runtime", 30),
+        runtime=rule_runtime(config, "search_shard"),
         gpu=job_res("search_shard", "gpus", config["index"]["search_gpus"]),
     params:
         retrieve={k: config["retrieve"][k] for k in ("k", "max_distance", "drop_exact")},
@@ -54,7 +54,7 @@ rule retrieve:
     threads: 1
     resources:
         mem_mb=job_res("retrieve", "mem_mb", 2000),
-        runtime=job_res("retrieve", "runtime", 10),
+        runtime=rule_runtime(config, "retrieve"),
     params:
         k=config["retrieve"]["k"],
     script:
@@ -77,7 +77,7 @@ rule retrieve_subset:
     threads: 1
     resources:
         mem_mb=job_res("retrieve_subset", "mem_mb", 2000),
-        runtime=job_res("retrieve_subset", "runtime", 10),
+        runtime=rule_runtime(config, "retrieve_subset"),
     params:
         k=config["retrieve"]["k"],
     script:

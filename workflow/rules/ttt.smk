@@ -16,7 +16,7 @@ rule prepare_model:
     threads: config["job_threads"]
     resources:
         mem_mb=model_prepare_mem,
-        runtime=60,
+        runtime=rule_runtime(config, "prepare_model"),
     params:
         source=model_source,
         join_dir=os.path.join(RESOURCES, "gguf"),
@@ -31,11 +31,11 @@ rule ttt:
         neighbors=R(f"neighbors/{RETRIEVAL}/test/{{task}}.parquet"),
         test=R(f"corpus/{CORPUS}/test/{{task}}.parquet"),
     output:
-        R("ttt/{run}/{model}/{task}.jsonl"),
+        doc_output("ttt/{run}/{model}/{task}"),
     log:
-        R("logs/ttt/{run}/{model}/{task}.log"),
+        doc_job_file("logs", "ttt/{run}/{model}/{task}", ".log"),
     benchmark:
-        R("benchmarks/ttt/{run}/{model}/{task}.tsv")
+        doc_job_file("benchmarks", "ttt/{run}/{model}/{task}", ".tsv")
     wildcard_constraints:
         model=TRAINED_RE,
     conda:
@@ -50,6 +50,7 @@ rule ttt:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         n_docs=model_docs,
+        **block_params("ttt"),
     script:
         "../scripts/ttt.py"
 
@@ -57,17 +58,17 @@ rule ttt:
 # A model without TTT (train: false) needs one evaluation per document: one job for all tasks, so a
 # large model is loaded once. It does not depend on the retrieval (a new index does not redo it), so this
 # longest single job can start as soon as the corpus is built and run beside embedding and search
-# (priority: it is taken first among the jobs ready at that moment).
+# (priority: it is taken first among the jobs ready at that moment). With cluster blocks, one job per block of a task.
 rule evaluate:
     input:
         model=os.path.join(RESOURCES, "models/{model}"),
-        test=expand(R(f"corpus/{CORPUS}/test/{{task}}.parquet"), task=ALL_TASKS),
+        test=eval_files(R(f"corpus/{CORPUS}/test/{{task}}.parquet")),
     output:
-        expand(R("ttt/{{run}}/{{model}}/{task}.jsonl"), task=ALL_TASKS),
+        eval_files(doc_output("ttt/{run}/{model}/{task}")),
     log:
-        R("logs/evaluate/{run}/{model}.log"),
+        eval_job_file("logs"),
     benchmark:
-        R("benchmarks/evaluate/{run}/{model}.tsv")
+        eval_job_file("benchmarks")
     wildcard_constraints:
         model=UNTRAINED_RE,
     priority: 1
@@ -83,5 +84,6 @@ rule evaluate:
         query=config["retrieve"]["query"],
         split_max_tokens=config["retrieve"]["split_max_tokens"],
         n_docs=model_docs,
+        **block_params("evaluate"),
     script:
         "../scripts/ttt.py"

@@ -1,4 +1,4 @@
-# ttt.lr: auto: the TTT learning rate chosen per model on the held-out validation documents (tttnn.lr_tune).
+# ttt.lr: auto: the TTT learning rate chosen per model on the held-out validation documents (tttnn.methods.lr_tune).
 # A checkpoint: the training rules read the chosen rate as a param once it is known (common.smk, tuned_lr).
 
 

@@ -3,9 +3,10 @@
 import yaml
 
 from tttnn import logs
-from tttnn.calibrate import calibrate
+from tttnn.cost.archs import find_arch
+from tttnn.cost.calibrate import calibrate
+from tttnn.cost.rates import load_calibration
 from tttnn.io import write_text
-from tttnn.plan import find_arch, load_calibration
 
 with logs.compute_job(snakemake):
     arch, _ = find_arch(snakemake.params.embedder_name, snakemake.params.embedder["path"])

@@ -5,7 +5,8 @@ so lowering embedder.batch_size after an out-of-memory error reruns nothing that
 tokenizer is loaded from its copy under resources/hub/ (an input of the rule), never from the hub.
 """
 
-from tttnn import fetch, logs, steps
+from tttnn import logs, steps
+from tttnn.models import fetch
 
 p, emb = snakemake.params, snakemake.config["embedder"]
 texts = snakemake.input.texts

@@ -3,11 +3,10 @@
 import pandas as pd
 
 from tttnn import logs
-from tttnn.io import atomic_path
-from tttnn.plots import lr_figure, save_figure
+from tttnn.io import write_csv
+from tttnn.report.plots import lr_figure, save_figure
 
 logs.to_file(snakemake.log[0])
 table = pd.concat([pd.read_csv(f) for f in snakemake.input], ignore_index=True)
-with atomic_path(snakemake.output.table) as tmp:
-    table.to_csv(tmp, index=False)
+write_csv(table, snakemake.output.table)
 save_figure(lr_figure(table), snakemake.output.pdf, snakemake.output.png)

@@ -2,7 +2,7 @@
 
 Settings that change only speed come from the config, not params (see scripts/ttt.py)."""
 
-from tttnn import logs, steps
+from tttnn import logs, runs
 from tttnn.config import performance_settings
 
 p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
@@ -10,7 +10,7 @@ method = {"order": f"order-{wc.get('order')}", "index_size": f"index_size-{wc.ge
 perf = performance_settings(snakemake.config, wc.model)
 device = perf.pop("device")
 with logs.compute_job(snakemake):
-    steps.run_method(
+    runs.run_method(
         method,
         inp.model,
         inp.get("neighbors"),
@@ -20,4 +20,6 @@ with logs.compute_job(snakemake):
         p.methods,
         p.retrieve,
         device=device,
+        block=p.get("block"),  # with cluster blocks: [start, stop) of the task's documents
+        results_dir=snakemake.config["results_dir"],
     )

@@ -1,8 +1,8 @@
 """Rule plan: the config -> predicted jobs, time, memory and disk per rule (CSV, text table, printed)."""
 
 from tttnn import logs
+from tttnn.cost.plan import format_table, make_plan, write_csv
 from tttnn.io import write_text
-from tttnn.plan import format_table, make_plan, write_csv
 
 logs.to_file(snakemake.log[0])
 # this machine's rates (plan.cpu_calibration, or resources/calibration/cpu.yaml) are found by make_plan

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from tttnn import logs
-from tttnn.plots import plot_all
+from tttnn.report.plots import plot_all
 
 logs.to_file(snakemake.log[0])
 plot_all(

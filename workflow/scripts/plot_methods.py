@@ -3,7 +3,7 @@
 import pandas as pd
 
 from tttnn import logs
-from tttnn.plots import index_size_figure, methods_figure, order_figure, save_figure, sns
+from tttnn.report.plots import index_size_figure, methods_figure, order_figure, save_figure, sns
 
 logs.to_file(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output

@@ -6,12 +6,13 @@ The length settings are read from the config here, not passed as params, so chan
 next preparation without forcing one (see tttnn.config.check_lengths, also run at parse time once prepared).
 """
 
-from tttnn import fetch, logs, steps
+from tttnn import logs, runs
+from tttnn.models.specs import local_spec
 
 p = snakemake.params
 with logs.compute_job(snakemake):
-    steps.prepare_model(
-        fetch.local_spec(p.source, snakemake.config["resources_dir"]),
+    runs.prepare_model(
+        local_spec(p.source, snakemake.config["resources_dir"]),
         snakemake.output[0],
         p.join_dir,
         config=snakemake.config,

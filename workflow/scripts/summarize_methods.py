@@ -1,8 +1,8 @@
 """Rule summarize_methods: TTT and baseline/ablation results -> methods, order and index-size tables."""
 
 from tttnn import logs
-from tttnn.compare import index_size_table, load_method_results, methods_table, order_table
-from tttnn.io import atomic_path
+from tttnn.io import write_csv
+from tttnn.report.compare import index_size_table, load_method_results, methods_table, order_table
 
 logs.to_file(snakemake.log[0])
 p, out = snakemake.params, snakemake.output
@@ -15,5 +15,4 @@ tables = {
     out.distances: distances,
 }
 for path, df in tables.items():
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+    write_csv(df, path)

@@ -2,8 +2,9 @@
 
 from tttnn import logs
 from tttnn.config import performance_settings
-from tttnn.io import atomic_path
-from tttnn.lr_tune import LRTuneSettings, tune
+from tttnn.io import write_csv
+from tttnn.core.settings import LRTuneSettings
+from tttnn.methods.lr_tune import tune
 
 p, inp = snakemake.params, snakemake.input
 perf = performance_settings(snakemake.config, snakemake.wildcards.model)
@@ -20,5 +21,4 @@ with logs.compute_job(snakemake):
         p.split_max_tokens,
         device,
     )
-    with atomic_path(snakemake.output[0]) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, snakemake.output[0])

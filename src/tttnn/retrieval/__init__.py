@@ -1,0 +1,1 @@
+"""Nearest neighbours: embedding texts, building faiss indexes, searching shards and merging their lists."""
