@@ -54,7 +54,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def tiny_model(tiny_model_dir):
-    from tttnn.models import load_model
+    from tttnn.models.load import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
 

@@ -12,11 +12,11 @@ import torch
 from conftest import make_tiny_family
 
 from tttnn import jsonl
-from tttnn.batched import ATTENTION_CHOICES, BatchedTTTRunner
-from tttnn.metrics import rolling_windows
-from tttnn.models import load_model
-from tttnn.precision import Precision, setup_precision
-from tttnn.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
+from tttnn.core.batched import ATTENTION_CHOICES, BatchedTTTRunner
+from tttnn.core.metrics import rolling_windows
+from tttnn.core.precision import Precision, setup_precision
+from tttnn.core.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
+from tttnn.models.load import load_model
 
 DOC = "def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n" * 3
 OTHER = "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED. " * 4
@@ -171,7 +171,7 @@ def test_nan_skip_matches_batch_one(model_no_dropout, monkeypatch):
 def test_run_task_resumes_batched(model_no_dropout, tmp_path):
     model, tok = model_no_dropout
     docs = _docs()
-    full = run_task(TTTRunner(model, tok, _cfg()), docs, tmp_path / "b1.jsonl", progress=False)
+    full = run_task(docs, tmp_path / "b1.jsonl", TTTRunner(model, tok, _cfg()), progress=False)
 
     class Killed(Exception):
         pass
@@ -182,9 +182,9 @@ def test_run_task_resumes_batched(model_no_dropout, tmp_path):
 
     out = tmp_path / "b2.jsonl"
     with pytest.raises(Killed):
-        run_task(BatchedTTTRunner(model, tok, _cfg(), 2), docs, out, progress=False, batch_size=2, on_document=kill)
+        run_task(docs, out, BatchedTTTRunner(model, tok, _cfg(), 2), progress=False, batch_size=2, on_document=kill)
     assert [r["doc_id"] for r in jsonl.read_records(tmp_path / "b2.jsonl.partial")] == ["d0", "d1"]
-    resumed = run_task(BatchedTTTRunner(model, tok, _cfg(), 2), docs, out, progress=False, batch_size=2)
+    resumed = run_task(docs, out, BatchedTTTRunner(model, tok, _cfg(), 2), progress=False, batch_size=2)
     _assert_same_records(full, resumed)
     assert all(r["task"] == "t" for r in resumed if r["doc_id"] == "d1")
 

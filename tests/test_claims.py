@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tttnn.claims import claims_from_files, interval, paired_bootstrap, paired_difference
-from tttnn.metrics import PILE_WEIGHTS
-from tttnn.summarize import PILE_ROW
+from tttnn.data.tasks import PILE_WEIGHTS
+from tttnn.report.claims import claims_from_files, interval, paired_bootstrap, paired_difference
+from tttnn.report.summarize import PILE_ROW
 
 LN2 = math.log(2)
 
@@ -197,8 +197,8 @@ def test_only_claims_with_inputs_and_no_filled_checkpoints(tmp_path):
 
 
 def test_claims_figure_draws(run, tmp_path):
-    from tttnn.claims_plot import claims_figure
-    from tttnn.plots import save_figure
+    from tttnn.report.claims_plot import claims_figure
+    from tttnn.report.plots import save_figure
 
     table = claims_from_files(run, MODELS, B=100, seed=0, n_shards=2)
     fig = claims_figure(table)

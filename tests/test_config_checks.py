@@ -3,12 +3,11 @@ index-size fractions, lengths against the model's positions, methods.k against r
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import REPO, snakemake
+
 from tttnn.config import ConfigError, check_config, check_lengths, max_index_chunks
 
 
@@ -83,7 +82,7 @@ def test_lengths_are_checked_against_the_model_positions(tmp_path, tiny_model_di
 
 
 def test_prepare_model_fails_first_naming_the_length(tmp_path, tiny_model_dir):
-    from tttnn.steps import prepare_model
+    from tttnn.runs import prepare_model
 
     cfg = _test_config(**{"ttt.max_length": 100000})
     cfg["models"] = {"tiny": {"path": str(tiny_model_dir)}}
@@ -101,8 +100,8 @@ def test_prepare_model_fails_first_naming_the_length(tmp_path, tiny_model_dir):
 
 
 def test_empty_ablation_tables_keep_their_header_and_figures_say_so(tmp_path):
-    from tttnn.compare import index_size_table, order_table
-    from tttnn.plots import index_size_figure, order_figure
+    from tttnn.report.compare import index_size_table, order_table
+    from tttnn.report.plots import index_size_figure, order_figure
 
     sizes, distances = index_size_table({}, n_shards=2)
     order = order_table({})

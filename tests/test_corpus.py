@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from tttnn.corpus import build_pile, pile_slug, shard_names, write_shards
-from tttnn.minipile import build_minipile
+from tttnn.data.corpus import build_pile, pile_slug, shard_names, write_shards
+from tttnn.data.minipile import build_minipile
 
 SMALL = dict(
     n_test_docs=2, max_train_docs=25, math_problems_per_doc=8, min_chars=150, max_chars=1500, test_max_chars=800

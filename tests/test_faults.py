@@ -6,21 +6,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 
 import pytest
 import torch
 import yaml
-
 from conftest import make_tiny_gpt2
+
 from tttnn.config import ConfigError, check_config
-from tttnn.minipile import build_minipile
-from tttnn.models import load_model
-from tttnn.plan import PlanError, load_calibration
-from tttnn.resume import CorruptModelError, write_manifest
-from tttnn.settings import TTTConfig
-from tttnn.summarize import load_results
-from tttnn.ttt import Neighbor, Progress, TTTRunner
+from tttnn.core.resume import CorruptModelError, write_manifest
+from tttnn.core.settings import TTTConfig
+from tttnn.core.ttt import Neighbor, Progress, TTTRunner
+from tttnn.cost.rates import load_calibration
+from tttnn.data.minipile import build_minipile
+from tttnn.jobs import PlanError
+from tttnn.models.load import load_model
+from tttnn.report.summarize import load_results
 
 
 @pytest.fixture()
@@ -95,15 +95,15 @@ def test_progress_inside_a_document_is_logged(tiny_model_dir, caplog, monkeypatc
     monkeypatch.setattr(Progress, "EVERY", 0.0)
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     runner = TTTRunner(model, tok, TTTConfig(k=2, max_length=16))
-    with caplog.at_level(logging.INFO, logger="tttnn.ttt"):
+    with caplog.at_level(logging.INFO, logger="tttnn.core.ttt"):
         runner.run_document("d1", "def add(a, b):\n    return a + b\n", [Neighbor("n1", "x = 1\n" * 20)] * 2)
     lines = [r.getMessage() for r in caplog.records]
     assert any("document d1: neighbour 2/2, window" in x and "s per window" in x for x in lines), lines
 
 
 def test_gguf_conversion_is_calibrated_on_this_machine():
-    from tttnn.calibrate import gguf_rates
-    from tttnn.plan import find_arch
+    from tttnn.cost.archs import find_arch
+    from tttnn.cost.calibrate import gguf_rates
 
     shipped = load_calibration("config/calibration.yaml")["cpu"]
     fixed = gguf_rates(shipped)["gguf_fixed_s"]

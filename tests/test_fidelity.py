@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from tttnn.compare import methods_table
-from tttnn.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings
-from tttnn.incontext import InContextRunner, InContextSettings
-from tttnn.metrics import document_loglik
-from tttnn.models import prefix_token_id, tokenize
-from tttnn.order import OrderRunner, OrderSettings
-from tttnn.summarize import summarize
-from tttnn.ttt import Neighbor, TTTConfig, TTTRunner
+from tttnn.core.metrics import document_loglik
+from tttnn.core.ttt import Neighbor, TTTConfig, TTTRunner
+from tttnn.methods.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings
+from tttnn.methods.incontext import InContextRunner, InContextSettings
+from tttnn.methods.order import OrderRunner, OrderSettings
+from tttnn.models.load import prefix_token_id, tokenize
+from tttnn.report.compare import methods_table
+from tttnn.report.summarize import summarize
 
 DOC = "def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n" * 3
 OTHER = "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED. " * 4
@@ -29,7 +29,7 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "bfloat16-pure"])
 @pytest.mark.parametrize("method", ["ttt", "dynamic_eval", "order-farthest", "order-batch"])
 def test_one_step_changes_the_weights_in_every_precision(tiny_model_dir, dtype, method):
-    from tttnn.models import load_model
+    from tttnn.models.load import load_model
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     cfg = TTTConfig(lr=1e-2, k=3, max_length=24, seed=1, eval_batch_size=2, dtype=dtype)
@@ -55,7 +55,7 @@ def test_one_step_changes_the_weights_in_every_precision(tiny_model_dir, dtype, 
 
 def test_order_batch_record_changes_under_bfloat16_pure(tiny_model_dir):
     """The whole batch-order document: in pure bf16 its bpb after training differs from n = 0."""
-    from tttnn.models import load_model
+    from tttnn.models.load import load_model
 
     model, tok = load_model(str(tiny_model_dir), device="cpu")
     cfg = TTTConfig(lr=1e-2, k=3, max_length=24, seed=1, eval_batch_size=2, dtype="bfloat16-pure")
@@ -147,7 +147,7 @@ def test_a_task_whose_documents_all_stop_short_keeps_its_rows():
 
 
 def test_a_long_neighbour_is_cut_before_tokenizing_with_the_same_windows(tiny_model, monkeypatch):
-    import tttnn.ttt as ttt_mod
+    import tttnn.core.ttt as ttt_mod
 
     model, tok = tiny_model
     cfg = TTTConfig(k=1, max_length=16, max_windows_per_neighbor=2)

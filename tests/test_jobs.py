@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import make_tiny_gpt2
 from test_workflow import REPO, snakemake, tiny_config
+
 from tttnn.config import ConfigError
 from tttnn.jobs import check_job_resources, job_resource, methods_per_task, model_resource
 
@@ -55,7 +55,11 @@ def test_defaults_and_overrides_follow_the_config():
 
 
 def test_pile_runs_each_method_as_one_job_per_model_and_task():
-    out = snakemake("-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules", offline=False)
+    # without its time limit (cluster.max_runtime cuts the tasks into blocks: tests/test_blocks.py)
+    out = snakemake(
+        "-n", "figures", "--configfile", "config/pile.yaml", "--quiet", "rules", "--config", "cluster={max_runtime: null}",
+        offline=False,
+    )
     counts = _job_counts(out.stdout + out.stderr)
     models = 1  # methods.models: [gpt2-large]
     for rule, per_task in METHOD_JOBS.items():
@@ -76,8 +80,10 @@ def test_pile_jobs_ask_for_their_own_resources():
     for rule in ("incontext", "interpolation", "interpolation_valid", "dynamic_eval", "order", "index_size"):
         assert _one(text, rule, "gpu") == {"1"}, rule
         assert _one(text, rule, "mem_mb") == {"16000"}, rule
-    # TTT's time limit follows the model: gpt2 720, gpt2-large 1440, gpt-neo 2880 minutes per task
-    assert Counter(r["runtime"] for r in _resources(text, "ttt")) == {"720": 17, "1440": 17, "2880": 17}
+    # cluster.max_runtime: 1440: every TTT block asks for the limit it was sized against, and no job for more
+    assert _one(text, "ttt", "runtime") == {"1440"}
+    for rule in ("build_corpus", "prepare_model", "chunk", "embed", "index", "search_shard", "retrieve", "ttt", *METHOD_JOBS):
+        assert all(int(r["runtime"]) <= 1440 for r in _resources(text, rule)), rule
     # no job groups in the cluster profile: each rule's job is submitted with its own resources
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert "groups" not in profile and "group-components" not in profile

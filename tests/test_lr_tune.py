@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import make_tiny_gpt2
 from test_workflow import snakemake, tiny_config
+
 from tttnn.config import ConfigError, lr_is_auto, lr_tune_settings, ttt_config
-from tttnn.lr_tune import LRTuneSettings, choose, chosen_lr, mark_chosen, score_table
-from tttnn.tasks import PILE_WEIGHTS
+from tttnn.data.tasks import PILE_WEIGHTS
+from tttnn.core.settings import LRTuneSettings
+from tttnn.methods.lr_tune import choose, chosen_lr, mark_chosen, score_table
 
 
 def _table(scores: dict[float, float], k: int = 5) -> pd.DataFrame:

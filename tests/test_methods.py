@@ -8,25 +8,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tttnn.chunk import split_query
-
-from tttnn.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings, split_tokens
-from tttnn.incontext import InContextRunner, InContextSettings, build_context
-from tttnn.interpolation import (
+from tttnn.core.metrics import document_loglik, rolling_windows, windows_loglik, windows_token_logprobs
+from tttnn.core.resume import Document
+from tttnn.core.ttt import Neighbor, TTTConfig, TTTRunner
+from tttnn.data.chunk import split_query
+from tttnn.methods.dynamic_eval import DynamicEvalRunner, DynamicEvalSettings, split_tokens
+from tttnn.methods.incontext import InContextRunner, InContextSettings, build_context
+from tttnn.methods.interpolation import (
     DEFAULT_ALPHAS,
     InterpolationRunner,
     InterpolationSettings,
-    choose_alpha,
     knn_distribution,
     mixture_loglik,
-    oracle_alpha,
-    with_alpha,
 )
-from tttnn.metrics import document_loglik, rolling_windows, windows_loglik, windows_token_logprobs
-from tttnn.models import prefix_token_id, tokenize
-from tttnn.order import OrderRunner, OrderSettings, batch_loss
-from tttnn.resume import Document
-from tttnn.ttt import Neighbor, TTTConfig, TTTRunner
+from tttnn.methods.order import OrderRunner, OrderSettings, batch_loss
+from tttnn.models.load import prefix_token_id, tokenize
+from tttnn.report.stats import choose_alpha, oracle_alpha, with_alpha
 
 DOC = "def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n" * 3
 OTHER = "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED. " * 4
@@ -273,7 +270,7 @@ def test_batch_minibatches_shuffled_and_checkpointed_by_neighbours(tiny_model):
 
 
 def test_order_table_never_invents_a_checkpoint():
-    from tttnn.compare import order_table
+    from tttnn.report.compare import order_table
 
     def rec(doc, cps, ll):
         return {"doc_id": doc, "checkpoints": cps, "loglik": ll, "n_bytes": 100, "n_words": 10}

@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tttnn.metrics import aggregate, document_loglik, pile_weighted, rolling_windows
-from tttnn.models import prefix_token_id, tokenize
+from tttnn.core.metrics import document_loglik, rolling_windows
+
+from tttnn.report.stats import aggregate, pile_weighted
+from tttnn.models.load import prefix_token_id, tokenize
 
 
 def test_windows_score_every_token_once():

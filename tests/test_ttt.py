@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tttnn import jsonl
-from tttnn.metrics import aggregate
-from tttnn.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
+from tttnn.report.stats import aggregate
+from tttnn.core.ttt import Document, Neighbor, TTTConfig, TTTRunner, run_task
 
 DOC = "def add(a, b):\n    return a + b\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n" * 3
 OTHER = "THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED. " * 4
@@ -66,7 +66,7 @@ def _strip_times(recs):
 
 def test_resume_after_kill_equals_uninterrupted(tiny_model, tmp_path):
     model, tok = tiny_model
-    full = run_task(TTTRunner(model, tok, _cfg()), _docs(), tmp_path / "full.jsonl", progress=False)
+    full = run_task(_docs(), tmp_path / "full.jsonl", TTTRunner(model, tok, _cfg()), progress=False)
 
     out = tmp_path / "resumed.jsonl"
     partial = tmp_path / "resumed.jsonl.partial"
@@ -78,12 +78,12 @@ def test_resume_after_kill_equals_uninterrupted(tiny_model, tmp_path):
         raise Killed
 
     with pytest.raises(Killed):
-        run_task(TTTRunner(model, tok, _cfg()), _docs(), out, progress=False, on_document=kill_after_first)
+        run_task(_docs(), out, TTTRunner(model, tok, _cfg()), progress=False, on_document=kill_after_first)
     assert not out.exists() and len(jsonl.read_records(partial)) == 1
     # simulate a kill in the middle of writing the second line
     with open(partial, "a") as fh:
         fh.write('{"doc_id": "d1", "loglik": [1.0')
-    resumed = run_task(TTTRunner(model, tok, _cfg()), _docs(), out, progress=False)
+    resumed = run_task(_docs(), out, TTTRunner(model, tok, _cfg()), progress=False)
     assert not partial.exists()
     assert _strip_times(resumed) == _strip_times(full)
     assert _strip_times(jsonl.read_records(out)) == _strip_times(jsonl.read_records(tmp_path / "full.jsonl"))
@@ -104,9 +104,9 @@ def test_truncated_line_dropped_and_corruption_detected(tmp_path):
 
 def test_optimizer_state_carry_over_changes_only_later_documents(tiny_model, tmp_path):
     model, tok = tiny_model
-    fresh = run_task(TTTRunner(model, tok, _cfg()), _docs(), tmp_path / "a.jsonl", progress=False)
+    fresh = run_task(_docs(), tmp_path / "a.jsonl", TTTRunner(model, tok, _cfg()), progress=False)
     carried = run_task(
-        TTTRunner(model, tok, _cfg(reset_optimizer=False)), _docs(), tmp_path / "b.jsonl", progress=False
+        _docs(), tmp_path / "b.jsonl", TTTRunner(model, tok, _cfg(reset_optimizer=False)), progress=False
     )
     assert carried[0]["loglik"] == pytest.approx(fresh[0]["loglik"], rel=1e-9)
     assert carried[1]["loglik"][0] == pytest.approx(fresh[1]["loglik"][0], rel=1e-9)  # weights were reset
@@ -141,8 +141,8 @@ def test_nan_loss_is_skipped_and_recorded(tiny_model, monkeypatch):
 def test_offline_gguf_model_scores_real_text():
     import inspect
 
-    from tttnn.metrics import document_loglik
-    from tttnn.models import OFFLINE_MODEL, load_model, prefix_token_id, tokenize
+    from tttnn.core.metrics import document_loglik
+    from tttnn.models.load import OFFLINE_MODEL, load_model, prefix_token_id, tokenize
 
     model, tok = load_model(OFFLINE_MODEL, device="cpu")
     model.eval()

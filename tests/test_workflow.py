@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pandas as pd
+import psutil
 import pytest
 import yaml
-
 from conftest import make_tiny_gpt2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,16 +295,19 @@ def test_performance_settings_rerun_nothing_and_lr_reruns_ttt(e2e):
     # tests before this one may leave the tables out of date: compare with what is planned anyway
     baseline = planned_jobs(snakemake("-n", "all", "--configfile", str(cfg)))
     assert not {"ttt", "order", "incontext", "evaluate"} & set(baseline), baseline
-    # eval batch, documents in lock-step, tf32, compile, device: speed only (results equal within 1e-5)
+    # eval batch, documents in lock-step, device: speed only (results equal within 1e-5)
     fast = snakemake(
         "-n",
         "all",
         "--configfile",
         str(cfg),
         "--config",
-        "ttt={eval_batch_size: 2, batch_documents: 2, tf32: true, device: cpu}",
+        "ttt={eval_batch_size: 2, batch_documents: 2, device: cpu}",
     )
     assert planned_jobs(fast) == baseline, fast.stdout[-3000:]
+    # TF32 is not measured to leave results alone: switching it on reruns TTT
+    tf32 = snakemake("-n", "all", "--configfile", str(cfg), "--config", "ttt={tf32: true}")
+    assert planned_jobs(tf32).get("ttt", 0) >= 1, tf32.stdout[-3000:]
     # another method's settings rerun that method only
     other = planned_jobs(
         snakemake("-n", "all", "--configfile", str(cfg), "--config", "methods={order: {batch_size: 3}}")
@@ -313,3 +315,38 @@ def test_performance_settings_rerun_nothing_and_lr_reruns_ttt(e2e):
     assert "order" in other and not {"ttt", "incontext", "dynamic_eval", "index_size"} & set(other), other
     slow = snakemake("-n", "all", "--configfile", str(cfg), "--config", "ttt={lr: 2.0e-5}")
     assert planned_jobs(slow).get("ttt", 0) >= 1
+
+
+def _records_without_times(path: Path) -> list[dict]:
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "retrieve_seconds")} for r in recs]
+
+
+@pytest.mark.slow
+def test_blocks_equal_one_job_per_task_and_reuse_finished_documents(e2e, tmp_path):
+    """cluster.block_docs = 1 (a job per document) gives the records and tables of one job per task; a new block
+    size reruns the blocks, which take every finished document from the old ones (the same bytes)."""
+    tmp, cfg = e2e
+    whole = tmp / "results"
+    blocked = yaml.safe_load(cfg.read_text())
+    blocked.update(results_dir=str(tmp_path / "results"), cluster={"block_docs": 1})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(blocked))
+    out = snakemake("--cores", "2", "all", "--configfile", str(path))
+    jobs = out.stdout + out.stderr
+    res = tmp_path / "results"
+    files = sorted(p.relative_to(whole) for d in ("ttt", "baselines") for p in (whole / d).rglob("*.jsonl"))
+    assert len(files) >= 2 * 2 + 2 * 7  # two models' TTT and every method of the trained one, two tasks
+    for rel in files:
+        assert _records_without_times(res / rel) == _records_without_times(whole / rel), rel
+    # two documents per task: two blocks each, merged
+    assert sorted(p.name for p in (res / "blocks/ttt/test/tiny/github").glob("*.jsonl")) == ["0.jsonl", "1.jsonl"]
+    assert "merge_blocks" in jobs
+    for table in ("curves", "methods", "summary"):
+        a, b = pd.read_csv(whole / f"tables/test/{table}.csv"), pd.read_csv(res / f"tables/test/{table}.csv")
+        pd.testing.assert_frame_equal(a.drop(columns=[c for c in a if "seconds" in c]), b.drop(columns=[c for c in b if "seconds" in c]))
+
+    before = {rel: (res / rel).read_bytes() for rel in files}
+    resized = snakemake("--cores", "2", "all", "--configfile", str(path), "--config", "cluster={block_docs: 2}")
+    assert "reused" in "".join(p.read_text() for p in (res / "logs/ttt").rglob("*.log"))
+    assert {rel: (res / rel).read_bytes() for rel in files} == before, resized.stdout[-2000:]
