@@ -154,7 +154,8 @@ def test_pile_plan_keeps_every_job_within_the_limit():
     cfg = load_config(REPO / "config/pile.yaml")
     limit = cfg["cluster"]["max_runtime"]
     assert limit == 1440
-    plan = make_plan(cfg, REPO / "config/calibration.yaml", {"cores": 64, "gpus": 8})
+    assert {k: cfg["plan"][k] for k in ("cores", "gpus", "gpu")} == {"cores": 64, "gpus": 8, "gpu": "h100"}
+    plan = make_plan(cfg, REPO / "config/calibration.yaml")
     rows = plan["rows"]
     for r in rows:
         assert r.runtime_asked <= limit, r.rule
