@@ -10,7 +10,6 @@ model loads).
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from tttnn import jsonl
 from tttnn.config import ConfigError
 from tttnn.io import atomic_path
 from tttnn.jobs import cluster_settings
+from tttnn.methods.registry import ABLATIONS
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,11 @@ def block_size(config: dict[str, Any], planned: dict[tuple[str, str], int], rule
 
 def n_blocks(n_docs: int, size: int | None) -> int:
     """How many blocks a task of ``n_docs`` documents is cut into (1 without blocks)."""
-    return 1 if not size else max(1, math.ceil(n_docs / size))
+    return len(block_ranges(n_docs, size)) if size else 1
 
 
-# the method rules that run on the first methods.n_docs documents only (tttnn.methods.registry.ABLATIONS)
-ABLATION_RULES = ("dynamic_eval", "order", "index_size")
+# the method rules that run on the first methods.n_docs documents only: the registry's ablations by rule name
+ABLATION_RULES = tuple(a.rstrip("-") for a in ABLATIONS)
 
 
 def rule_docs(config: dict[str, Any], rule: str, model: str) -> int:
